@@ -1,0 +1,90 @@
+"""The token-mixer contract and registry.
+
+Every sequence mixer in this repository (Fastformer and all baselines) is a ``TokenMixer``:
+
+* constructor ``Mixer(d_model: int, n_heads: int, *, dropout: float = 0.0, max_len: int | None = None, **kw)``
+  -- all mixer-specific options are keyword-only and documented on the class;
+* ``forward(x: (B, N, D) float, mask: (B, N) bool | None) -> (B, N, D)``, where ``mask[b, i]`` is True for a real token
+  and ``None`` means every token is real. Outputs at real positions never depend on the content of padded positions;
+  outputs at padded positions are unspecified (but finite).
+
+Mixers register themselves with ``@register_mixer("name")``; ``build_mixer("name", d_model=..., n_heads=..., **kw)``
+builds one and fails with the list of valid names / keyword arguments when given something unknown.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Callable, Dict, Type
+
+import torch
+from torch import nn
+
+MIXERS: Dict[str, Type["TokenMixer"]] = {}
+
+
+class TokenMixer(nn.Module):
+    """Base class: maps ``x: (B, N, D)`` with ``mask: (B, N)`` bool (True = real token) to ``(B, N, D)``."""
+
+    #: set by mixers whose parameters the encoder should share across layers (Fastformer's layer-wise sharing)
+    share_across_layers: bool = False
+
+    def __init__(self, d_model: int, n_heads: int):
+        super().__init__()
+        if d_model % n_heads != 0:
+            raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
+        self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_model // n_heads
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+
+def register_mixer(name: str) -> Callable[[Type[TokenMixer]], Type[TokenMixer]]:
+    """Class decorator adding a ``TokenMixer`` subclass to ``MIXERS`` under ``name``."""
+
+    def deco(cls: Type[TokenMixer]) -> Type[TokenMixer]:
+        if name in MIXERS and MIXERS[name] is not cls:
+            raise ValueError(f"mixer name {name!r} registered twice ({MIXERS[name].__name__}, {cls.__name__})")
+        if not issubclass(cls, TokenMixer):
+            raise TypeError(f"{cls.__name__} must subclass TokenMixer")
+        cls.mixer_name = name
+        MIXERS[name] = cls
+        return cls
+
+    return deco
+
+
+def mixer_kwargs(name: str) -> list[str]:
+    """Keyword arguments accepted by mixer ``name`` (besides d_model, n_heads)."""
+    params = inspect.signature(MIXERS[name].__init__).parameters
+    return [p for p in params if p not in ("self", "d_model", "n_heads")
+            and params[p].kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)]
+
+
+def build_mixer(name: str, *, d_model: int, n_heads: int, **kwargs) -> TokenMixer:
+    """Build the mixer registered as ``name``. Unknown names or keyword arguments raise with the valid ones."""
+    if name not in MIXERS:
+        raise KeyError(f"unknown mixer {name!r}; registered mixers: {', '.join(sorted(MIXERS))}")
+    valid = mixer_kwargs(name)
+    bad = sorted(set(kwargs) - set(valid))
+    if bad:
+        raise TypeError(f"mixer {name!r} got unknown option(s) {bad}; valid options: {valid}")
+    return MIXERS[name](d_model, n_heads, **kwargs)
+
+
+def key_padding_bias(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """(B, N) bool mask -> (B, 1, 1, N) additive bias with a large finite negative value at padded keys."""
+    if mask is None:
+        return None
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(
+        ~mask, torch.finfo(dtype).min)[:, None, None, :]
+
+
+def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None, dim: int = -1) -> torch.Tensor:
+    """Max-subtracted softmax over ``dim`` with ``mask`` (broadcastable bool, True = keep) -> probabilities.
+
+    Computed in float32 (or float64) for stability; fully-masked rows give uniform weights rather than NaN.
+    """
+    work = scores.float() if scores.dtype in (torch.float16, torch.bfloat16) else scores
+    if mask is not None:
+        work = work.masked_fill(~mask, torch.finfo(work.dtype).min)
+    return torch.softmax(work, dim=dim).to(scores.dtype)
