@@ -1,0 +1,1 @@
+"""Tasks: each owns its data, model construction, loss and evaluation; ``fastformer.train.Trainer`` runs the loop."""

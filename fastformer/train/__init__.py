@@ -1,0 +1,3 @@
+from fastformer.train.trainer import Trainer
+
+__all__ = ["Trainer"]

@@ -1,0 +1,220 @@
+"""The generic training loop: device + precision, Adam, epochs, checkpoint/resume, best epoch, metrics.json."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+import torch.distributed as dist
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from tqdm.auto import tqdm
+
+from fastformer.tasks.base import Task
+from fastformer.utils import atomic_torch_save, atomic_write_json, count_params, device_name, git_sha
+
+log = logging.getLogger(__name__)
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    if torch.is_tensor(batch):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """Hash of the resolved config minus bookkeeping keys: a run dir only resumes a run of the same config."""
+    c = OmegaConf.to_container(cfg, resolve=True)
+    for k in ("paths", "logger", "hydra"):
+        c.pop(k, None)
+    for k in ("progress_bar", "resume", "stop_after_epochs", "device", "num_workers"):
+        c.get("trainer", {}).pop(k, None)
+    return hashlib.sha1(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"trainer.device={name!r} but CUDA is not available; use trainer.device=cpu")
+    return torch.device(name)
+
+
+class Trainer:
+    """Runs ``task`` under ``cfg.trainer`` and writes ``metrics.json`` + checkpoints into ``run_dir``.
+
+    Resumes from ``run_dir/checkpoints/last.pt`` when present (re-running a job in the same dir continues it; a finished
+    run is not retrained). The shuffle order of epoch ``e`` is drawn from ``seed + e``, and RNG states are checkpointed,
+    so an interrupted + resumed CPU run gives the same final metrics as an uninterrupted one.
+    """
+
+    def __init__(self, cfg: DictConfig, task: Task, run_dir: str | os.PathLike, logger):
+        self.cfg, self.task, self.logger = cfg, task, logger
+        self.tc = cfg.trainer
+        self.run_dir = Path(run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        if self.ddp and not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        self.rank = dist.get_rank() if self.ddp else 0
+        self.device = resolve_device(self.tc.device)
+        if self.ddp and self.device.type == "cuda":
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(self.device)
+        prec = self.tc.precision if self.tc.precision != "auto" else ("bf16" if self.device.type == "cuda" else "fp32")
+        if prec not in ("fp32", "bf16", "fp16"):
+            raise ValueError(f"trainer.precision={prec!r} is not one of ['auto', 'fp32', 'bf16', 'fp16']")
+        self.precision = prec
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(prec)
+
+    # ------------------------------------------------------------------------------------------------ helpers
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+
+    def _train_loader(self, epoch: int) -> DataLoader:
+        tl = self.task.train_loader
+        if self.ddp:
+            sampler = DistributedSampler(tl.dataset, shuffle=True, seed=int(self.cfg.seed))
+            sampler.set_epoch(epoch)
+        else:
+            g = torch.Generator().manual_seed(int(self.cfg.seed) * 1000 + epoch)
+            sampler = RandomSampler(tl.dataset, generator=g)
+        return DataLoader(tl.dataset, batch_size=tl.batch_size, sampler=sampler, collate_fn=tl.collate_fn,
+                          num_workers=tl.num_workers, pin_memory=self.device.type == "cuda", drop_last=False)
+
+    def _evaluate(self, model, loader) -> dict[str, float]:
+        model.eval()
+        with torch.no_grad(), self._autocast():
+            out = self.task.evaluate(model, loader)
+        model.train()
+        return {k: float(v) for k, v in out.items()}
+
+    def _save(self, name: str, state: dict) -> None:
+        if self.rank == 0:
+            atomic_torch_save(state, self.ckpt_dir / name)
+
+    # ------------------------------------------------------------------------------------------------ main
+    def fit(self) -> dict[str, Any]:
+        t_start = time.perf_counter()
+        self.task.setup()
+        model = self.task.build_model().to(self.device)
+        n_params = count_params(model)
+        opt = hydra.utils.instantiate(self.cfg.optimizer, params=[p for p in model.parameters() if p.requires_grad])
+        scaler = torch.amp.GradScaler(enabled=self.precision == "fp16")
+        train_model = torch.nn.parallel.DistributedDataParallel(model) if self.ddp else model
+        state = {"epoch": 0, "history": [], "best": None, "best_epoch": None, "train_time": 0.0, "train_tokens": 0}
+        last = self.ckpt_dir / "last.pt"
+        if last.exists() and self.tc.get("resume", True):
+            ck = torch.load(last, map_location=self.device, weights_only=False)
+            if ck.get("config_hash") != config_hash(self.cfg):
+                raise RuntimeError(f"{last} belongs to a run with a different config; delete {self.run_dir} or "
+                                   "choose another hydra.run.dir (or set trainer.resume=false to start over)")
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+            torch.set_rng_state(ck["rng_cpu"])
+            if torch.cuda.is_available() and ck.get("rng_cuda") is not None:
+                torch.cuda.set_rng_state_all(ck["rng_cuda"])
+            state = ck["state"]
+            log.info("resumed from %s at epoch %d", last, state["epoch"])
+        max_epochs, limit = int(self.tc.max_epochs), self.tc.get("limit_train_batches")
+        start_epoch = state["epoch"]
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        model.train()
+        stop_after = self.tc.get("stop_after_epochs")  # end this invocation early (time-limited jobs); resume later
+        for epoch in range(state["epoch"], max_epochs):
+            if stop_after is not None and epoch - start_epoch >= int(stop_after):
+                log.info("stopping after %d epoch(s) as trainer.stop_after_epochs says; re-run to resume", stop_after)
+                return {"stopped_at_epoch": epoch}
+            loader = self._train_loader(epoch)
+            n_batches = len(loader) if limit is None else min(len(loader), int(limit))
+            bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{max_epochs}", disable=self.rank != 0 or
+                       not self.tc.get("progress_bar", True), leave=False)
+            t0, tokens, loss_sum = time.perf_counter(), 0, 0.0
+            for step, batch in enumerate(loader):
+                if step >= n_batches:
+                    break
+                batch = to_device(batch, self.device)
+                with self._autocast():
+                    loss, n_tok = self.task.training_step(train_model, batch)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"loss is {loss.item()} at epoch {epoch + 1} step {step}; lower optimizer.lr, set "
+                        f"trainer.grad_clip or trainer.precision=fp32 (run dir {self.run_dir})")
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if self.tc.get("grad_clip"):
+                    scaler.unscale_(opt)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), float(self.tc.grad_clip))
+                scaler.step(opt)
+                scaler.update()
+                tokens += int(n_tok)
+                loss_sum += loss.item()
+                gstep = epoch * n_batches + step
+                if step % int(self.tc.get("log_every", 50)) == 0:
+                    self.logger.log({"train/loss": loss.item(), "train/epoch": epoch + step / n_batches}, gstep)
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+                bar.update()
+            bar.close()
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            dt = time.perf_counter() - t0
+            state["train_time"] += dt
+            state["train_tokens"] += tokens
+            val = self._evaluate(model, self.task.val_loader) if self.rank == 0 else {}
+            if self.ddp:
+                dist.barrier()
+            score = val.get(self.task.monitor, -math.inf) if val else -math.inf
+            improved = self.rank == 0 and (state["best"] is None or score > state["best"])
+            if improved:
+                state["best"], state["best_epoch"] = score, epoch + 1
+                self._save("best.pt", {"model": model.state_dict(), "epoch": epoch + 1})
+            row = {"epoch": epoch + 1, "train_loss": loss_sum / max(n_batches, 1), "tokens_per_s": tokens / dt,
+                   **{f"val_{k}": v for k, v in val.items()}}
+            state["history"].append(row)
+            self.logger.log({"train/epoch_loss": row["train_loss"], "perf/tokens_per_s": row["tokens_per_s"],
+                             **{f"val/{k}": v for k, v in val.items()}}, (epoch + 1) * n_batches)
+            log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in row.items()})
+            state["epoch"] = epoch + 1
+            self._save("last.pt", {"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,
+                                   "rng_cpu": torch.get_rng_state(), "config_hash": config_hash(self.cfg),
+                                   "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None})
+        if self.rank != 0:
+            return {}
+        best = torch.load(self.ckpt_dir / "best.pt", map_location=self.device, weights_only=False)
+        model.load_state_dict(best["model"])
+        val = self._evaluate(model, self.task.val_loader)
+        test = self._evaluate(model, self.task.test_loader)
+        self.logger.log({**{f"test/{k}": v for k, v in test.items()}}, None)
+        metrics = self._metrics(val, test, state, n_params, time.perf_counter() - t_start)
+        self.logger.summary({f"test/{k}": v for k, v in test.items()})
+        atomic_write_json(self.run_dir / "metrics.json", metrics)
+        return metrics
+
+    def _metrics(self, val, test, state, n_params, wall) -> dict[str, Any]:
+        cfg = self.cfg
+        peak = (torch.cuda.max_memory_allocated(self.device) / 2**20 if self.device.type == "cuda"
+                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        return {
+            "task": self.task.name, "dataset": cfg.data.get("name"), "mixer": cfg.model.mixer.name,
+            "experiment": cfg.get("experiment_name"), "seed": int(cfg.seed), "preset": cfg.get("preset_name"),
+            "val": val, "test": test, "best_epoch": state["best_epoch"], "monitor": self.task.monitor,
+            "history": state["history"], "params": n_params,
+            "train_tokens_per_s": state["train_tokens"] / max(state["train_time"], 1e-9),
+            "peak_mem_mb": peak, "peak_mem_kind": "cuda_max_allocated" if self.device.type == "cuda" else "cpu_max_rss",
+            "device": device_name(self.device), "precision": self.precision, "torch": torch.__version__,
+            "git_sha": git_sha(), "wall_s": wall, "train_s": state["train_time"], "data_info": self.task.data_info(),
+            "config_hash": config_hash(cfg),
+        }

@@ -1,0 +1,58 @@
+"""Train and evaluate one configuration.   python scripts/train.py experiment=imdb/fastformer [key=value ...]
+
+Multiruns: python scripts/train.py -m experiment=imdb/fastformer,imdb/transformer seed=1,2,3
+Writes <run dir>/metrics.json (see fastformer/train/trainer.py) and returns it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("PROJECT_ROOT", str(ROOT))
+sys.path.insert(0, str(ROOT))
+
+import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from fastformer.train.logging import build_logger  # noqa: E402
+from fastformer.train.trainer import Trainer  # noqa: E402
+from fastformer.utils import seed_everything  # noqa: E402
+
+log = logging.getLogger("train")
+
+
+def train(cfg: DictConfig, run_dir: str) -> dict:
+    """Instantiate task -> Trainer -> fit; always closes the logger (also when the run fails inside a multirun)."""
+    metrics_path = Path(run_dir) / "metrics.json"
+    if cfg.get("skip_finished") and metrics_path.exists():
+        log.info("skipping %s: metrics.json exists (skip_finished=true)", run_dir)
+        return json.loads(metrics_path.read_text())
+    seed_everything(int(cfg.seed))
+    logger = build_logger(cfg, run_dir)
+    try:
+        task = hydra.utils.get_class(cfg.task._target_)(cfg)
+        metrics = Trainer(cfg, task, run_dir, logger).fit()
+    except BaseException:
+        logger.finish(exit_code=1)
+        raise
+    logger.finish()
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    OmegaConf.set_struct(cfg, True)
+    run_dir = HydraConfig.get().runtime.output_dir
+    metrics = train(cfg, run_dir)
+    test = metrics.get("test", {})
+    log.info("test metrics: %s", {k: round(v, 4) for k, v in test.items()})
+    return test.get(cfg.task.monitor)
+
+
+if __name__ == "__main__":
+    main()
