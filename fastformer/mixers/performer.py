@@ -1,0 +1,112 @@
+"""Performer FAVOR+ attention (Choromanski et al. 2021, "Rethinking Attention with Performers", arXiv 2009.14794).
+
+Softmax kernel exp(q.k / sqrt(dh)) approximated with m = ``n_features`` positive orthogonal random features
+(Lemma 1 + Sec. 2.4): with x' = x / dh^(1/4) and rows w_r of the projection W (m, dh)::
+
+    phi(x) = exp(W x' - |x'|^2 / 2) / sqrt(m)          (m,) > 0
+    out_i  = phi(q_i)^T (sum_j phi(k_j) v_j^T) / (phi(q_i)^T sum_j phi(k_j))         O(N m dh)
+
+W is made of stacked dh x dh blocks of orthogonalised Gaussian rows, each row rescaled to the norm of an independent
+Gaussian vector (so rows are marginally N(0, I)). W is a buffer (never trained), one per layer, shared by all heads.
+Stability: the exponent is shifted by its max over features (per query) for queries and by the max over all real
+keys and features for keys; both shifts cancel between numerator and denominator, so the result is unchanged (the shifts are detached).
+All feature maths runs in float32 under bf16/fp16 autocast. Padded keys get phi = 0.
+
+Redrawing (``redraw_every``): in training, W is redrawn before every ``redraw_every``-th forward (1 = every forward,
+as the official JAX code's ``redraw_features=True``; 0 = never). Eval never redraws. Draws are reproducible: draw t
+uses a generator seeded with (``seed`` buffer, t), both saved in the state dict.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from fastformer.mixers.base import TokenMixer, register_mixer
+from fastformer.mixers.linear_transformer import work_dtype
+
+
+def orthogonal_gaussian(n_rows: int, dim: int, generator: torch.Generator) -> torch.Tensor:
+    """(n_rows, dim) matrix: blocks of dim orthogonal directions, each row scaled by a chi(dim)-distributed norm."""
+    blocks = []
+    for _ in range(math.ceil(n_rows / dim)):
+        g = torch.randn(dim, dim, generator=generator, dtype=torch.float64)
+        qmat, _ = torch.linalg.qr(g)  # (dim, dim), orthonormal columns
+        blocks.append(qmat.T)  # rows orthonormal
+    w = torch.cat(blocks)[:n_rows]  # (n_rows, dim)
+    norms = torch.randn(n_rows, dim, generator=generator, dtype=torch.float64).norm(dim=1)  # (n_rows,)
+    return w * norms[:, None]
+
+
+def favor_features(x: torch.Tensor, w: torch.Tensor, *, is_query: bool,
+                   mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Positive random features. x: (B, N, h, dh) already scaled by dh^-1/4; w: (m, dh) -> (B, N, h, m).
+
+    ``mask`` (B, N) bool marks real keys: padded keys get features 0 and are left out of the key stabiliser.
+    """
+    proj = torch.einsum("bnhd,md->bnhm", x, w)  # (B, N, h, m)
+    expo = proj - x.square().sum(-1, keepdim=True) / 2  # (B, N, h, m)
+    if is_query:
+        shift = expo.amax(-1, keepdim=True)  # (B, N, h, 1): per-query constant, cancels in the ratio
+    else:
+        if mask is not None:  # padded keys: exp(-inf) = 0, and they do not enter the shift
+            expo = expo.masked_fill(~mask[:, :, None, None], float("-inf"))
+        shift = expo.amax(dim=(1, 3), keepdim=True)  # (B, 1, h, 1): one constant per sequence and head
+        shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))  # all-padding sequence
+    feats = torch.exp(expo - shift.detach()) / math.sqrt(w.shape[0])  # (B, N, h, m), max feature 1/sqrt(m)
+    return feats
+
+
+@register_mixer("performer")
+class Performer(TokenMixer):
+    """FAVOR+ linear attention. Options (keyword-only):
+
+    n_features    m, random features per head (Performer experiments: 256)
+    redraw_every  training forwards between redraws of the projection (1 = every forward, 0 = fixed)
+    bias          bias in the q/k/v/out projections
+    """
+
+    def __init__(self, d_model: int, n_heads: int, *, n_features: int = 256, redraw_every: int = 1,
+                 bias: bool = True):
+        super().__init__(d_model, n_heads)
+        if n_features < 1:
+            raise ValueError(f"performer n_features={n_features} must be >= 1")
+        if redraw_every < 0:
+            raise ValueError(f"performer redraw_every={redraw_every} must be >= 0 (0 = never redraw)")
+        self.n_features, self.redraw_every = n_features, redraw_every
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
+        self.out = nn.Linear(d_model, d_model, bias=bias)
+        self.register_buffer("seed", torch.randint(0, 2**62, (), dtype=torch.int64))  # from the global RNG
+        self.register_buffer("n_draws", torch.zeros((), dtype=torch.int64))  # projections drawn so far
+        self.register_buffer("n_calls", torch.zeros((), dtype=torch.int64))  # training forwards so far
+        self.register_buffer("projection", torch.empty(n_features, self.d_head))  # (m, dh)
+        self.redraw()
+
+    @torch.no_grad()
+    def redraw(self) -> None:
+        """Draw a new projection W (m, dh), deterministically from (seed, number of previous draws)."""
+        gen = torch.Generator().manual_seed(int(self.seed) + 7919 * int(self.n_draws))
+        w = orthogonal_gaussian(self.n_features, self.d_head, gen)
+        self.projection.copy_(w.to(self.projection))
+        self.n_draws += 1
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.training and self.redraw_every > 0:
+            if int(self.n_calls) > 0 and int(self.n_calls) % self.redraw_every == 0:
+                self.redraw()
+            self.n_calls += 1
+        B, N, D = x.shape
+        q, k, v = self.qkv(x).view(B, N, 3, self.n_heads, self.d_head).unbind(2)  # 3 x (B, N, h, dh)
+        dt = work_dtype(q)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            scale = self.d_head ** -0.25
+            w = self.projection.to(dt)  # (m, dh)
+            fq = favor_features(q.to(dt) * scale, w, is_query=True)  # (B, N, h, m)
+            fk = favor_features(k.to(dt) * scale, w, is_query=False, mask=mask)  # (B, N, h, m)
+            kv = torch.einsum("bnhm,bnhd->bhmd", fk, v.to(dt))  # (B, h, m, dh)
+            z = fk.sum(1)  # (B, h, m)
+            num = torch.einsum("bnhm,bhmd->bnhd", fq, kv)  # (B, N, h, dh)
+            den = torch.einsum("bnhm,bhm->bnh", fq, z)  # (B, N, h)
+            y = num / den.clamp_min(torch.finfo(dt).tiny)[..., None]  # (B, N, h, dh)
+        return self.out(y.to(x.dtype).reshape(B, N, D))
