@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from fastformer.train.logging import build_logger  # noqa: E402
 from fastformer.train.trainer import Trainer  # noqa: E402
-from fastformer.utils import seed_everything  # noqa: E402
+from fastformer.utils import atomic_write_json, git_sha, seed_everything  # noqa: E402
 
 log = logging.getLogger("train")
 
@@ -37,10 +37,16 @@ def train(cfg: DictConfig, run_dir: str) -> dict:
     try:
         task = hydra.utils.get_class(cfg.task._target_)(cfg)
         metrics = Trainer(cfg, task, run_dir, logger).fit()
-    except BaseException:
+    except BaseException as e:
         logger.finish(exit_code=1)
+        if not isinstance(e, KeyboardInterrupt):  # record the failure so sweeps and tables report it
+            atomic_write_json(Path(run_dir) / "failed.json", {
+                "task": cfg.task.name, "dataset": cfg.data.get("name"), "mixer": cfg.model.mixer.name,
+                "experiment": cfg.get("experiment_name"), "seed": int(cfg.seed), "preset": cfg.get("preset_name"),
+                "error": f"{type(e).__name__}: {e}".splitlines()[0][:500], "git_sha": git_sha()})
         raise
     logger.finish()
+    (Path(run_dir) / "failed.json").unlink(missing_ok=True)
     return metrics
 
 
