@@ -1,0 +1,232 @@
+"""CNN/DailyMail and PubMed summarization data in their distribution layouts -> ``{split: [Example]}``.
+
+Layouts (detected per file from its fields):
+
+* ``cnndm``  -- Hugging Face ``abisee/cnn_dailymail`` 3.0.0: ``article``, ``highlights`` (sentences separated by
+  newlines), ``id``.
+* ``ccdv``   -- Hugging Face ``ccdv/pubmed-summarization`` (also SumPubMed): ``article``, ``abstract``.
+* ``cohan``  -- Cohan et al. 2018 original (armancohan/long-summarization): ``article_text`` (list of sentences),
+  ``abstract_text`` (list of ``<S> ... </S>`` sentences, or one string).
+
+File formats: ``.csv``, ``.jsonl``, ``.json`` (a list or JSON lines), ``.parquet``, each optionally ``.gz``.
+Targets are normalised to one sentence per line (ROUGE-Lsum splits on newlines).
+
+Which files are read (``files=``):
+  * ``None``: files in ``<root>/<subdir>`` named ``train*``, ``val*``/``validation*``, ``test*``; if there are none
+    and the folder holds exactly one data file, that file is split with ``seed``;
+  * a file name (relative to the folder) -> seeded train/validation/test split of that file;
+  * a mapping ``{train: ..., validation: ..., test: ...}``; missing validation/test are carved from train.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+SPLITS = ("train", "validation", "test")
+EXTENSIONS = (".csv", ".jsonl", ".json", ".parquet")
+SOURCES = {  # where a user downloads each dataset (named in the missing-data error)
+    "cnn_dailymail": "Hugging Face `abisee/cnn_dailymail` (config 3.0.0): save the train/validation/test splits as "
+                     "train.csv, validation.csv, test.csv (or .jsonl/.parquet, gz allowed)",
+    "pubmed": "Hugging Face `ccdv/pubmed-summarization` (train/validation/test .jsonl) or the Cohan et al. "
+              "files train.txt/val.txt/test.txt (JSON lines, renamed .jsonl) from armancohan/long-summarization",
+}
+_SPLIT_ALIASES = {"train": ("train",), "validation": ("validation", "valid", "val", "dev"), "test": ("test",)}
+_TAG = re.compile(r"</?S>")
+# sentence boundary: ., ! or ? (optionally followed by a closing quote/bracket) then whitespace
+_SENT_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+")
+
+
+@dataclass(frozen=True)
+class Example:
+    source: str      # document text
+    target: str      # reference summary, one sentence per line
+    id: str = ""
+
+
+def split_sentences(text: str) -> list[str]:
+    """Newline- and punctuation-based sentence splitter (no NLTK data needed offline); keeps non-empty pieces."""
+    out: list[str] = []
+    for line in text.split("\n"):
+        out.extend(s.strip() for s in _SENT_END.split(line) if s.strip())
+    return out
+
+
+def detect_layout(record: Mapping[str, Any], path: Path | str = "<record>") -> str:
+    keys = set(record)
+    if {"article", "highlights"} <= keys:
+        return "cnndm"
+    if {"article_text", "abstract_text"} <= keys:
+        return "cohan"
+    if {"article", "abstract"} <= keys:
+        return "ccdv"
+    raise ValueError(f"{path}: unknown summarization layout with fields {sorted(keys)}; expected "
+                     "article+highlights (CNN/DM), article+abstract (ccdv PubMed) or article_text+abstract_text (Cohan)")
+
+
+def _as_text(value: Any, sep: str) -> str:
+    if isinstance(value, (list, tuple)):
+        return sep.join(str(v) for v in value)
+    return "" if value is None else str(value)
+
+
+def to_example(record: Mapping[str, Any], layout: str) -> Example:
+    """One raw record -> ``Example`` (target sentences on separate lines; Cohan ``<S>`` tags removed)."""
+    if layout == "cnndm":
+        source, target, rid = record["article"], record["highlights"], record.get("id", "")
+        target = "\n".join(s.strip() for s in _as_text(target, "\n").split("\n") if s.strip())
+    elif layout == "ccdv":
+        source, rid = _as_text(record["article"], "\n"), record.get("article_id", record.get("id", ""))
+        target = "\n".join(split_sentences(_TAG.sub("\n", _as_text(record["abstract"], "\n"))))
+    elif layout == "cohan":
+        source, rid = _as_text(record["article_text"], " "), record.get("article_id", "")
+        abstract = record["abstract_text"]
+        pieces = abstract if isinstance(abstract, (list, tuple)) else _TAG.split(str(abstract))
+        target = "\n".join(p for p in (_TAG.sub(" ", str(x)).strip() for x in pieces) if p)
+    else:
+        raise ValueError(f"unknown layout {layout!r}; expected one of ['cnndm', 'ccdv', 'cohan']")
+    return Example(source=_as_text(source, " ").strip(), target=target, id=str(rid))
+
+
+def iter_records(path: Path) -> Iterator[dict]:
+    """Raw records of one csv/jsonl/json/parquet(.gz) file."""
+    name = path.name.lower()
+    stem = name[:-3] if name.endswith(".gz") else name
+    if stem.endswith(".csv") or stem.endswith(".parquet"):
+        import pandas as pd
+        frame = pd.read_csv(path, keep_default_na=False) if stem.endswith(".csv") else pd.read_parquet(path)
+        yield from frame.to_dict(orient="records")
+        return
+    if not (stem.endswith(".jsonl") or stem.endswith(".json")):
+        raise ValueError(f"{path}: unsupported file type; use one of {list(EXTENSIONS)} (optionally .gz)")
+    opener = gzip.open if name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        head = f.read(1)
+        while head.isspace():
+            head = f.read(1)
+        if head == "[" and stem.endswith(".json"):  # one JSON list
+            yield from json.loads(head + f.read())
+            return
+        first = head + f.readline()
+        for line in [first] + [ln for ln in f]:
+            if line.strip():
+                yield json.loads(line)
+
+
+def read_file(path: Path | str, *, layout: str = "auto", limit: int | None = None) -> list[Example]:
+    """All examples of one file (``limit``: stop after that many); empty documents/summaries are dropped."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"summarization data file {path} does not exist")
+    out: list[Example] = []
+    for record in iter_records(path):
+        lay = detect_layout(record, path) if layout == "auto" else layout
+        ex = to_example(record, lay)
+        if ex.source and ex.target:
+            out.append(ex)
+        if limit is not None and len(out) >= limit:
+            break
+    return out
+
+
+def _is_data_file(p: Path) -> bool:
+    name = p.name.lower().removesuffix(".gz")
+    return p.is_file() and name.endswith(EXTENSIONS)
+
+
+def _split_of(p: Path) -> str | None:
+    base = p.name.lower().split(".")[0]
+    for split, aliases in _SPLIT_ALIASES.items():
+        if base in aliases or any(base.startswith(a + "_") or base.startswith(a + "-") for a in aliases):
+            return split
+    return None
+
+
+def discover_files(folder: Path, files: str | Mapping[str, str] | None) -> dict[str, Path]:
+    """Resolve ``files`` (see module docstring) to ``{split or "all": path}``."""
+    if isinstance(files, str):
+        return {"all": folder / files}
+    if isinstance(files, Mapping):
+        bad = sorted(set(files) - set(SPLITS))
+        if bad or "train" not in files:
+            raise ValueError(f"data.files keys must include 'train' and be among {list(SPLITS)}; got {sorted(files)}")
+        return {k: folder / v for k, v in files.items() if v}
+    candidates = sorted(p for p in folder.iterdir() if _is_data_file(p)) if folder.is_dir() else []
+    named = {}
+    for p in candidates:
+        split = _split_of(p)
+        if split is not None and split not in named:
+            named[split] = p
+    if "train" in named:
+        return named
+    if len(candidates) == 1:
+        return {"all": candidates[0]}
+    if not candidates:
+        raise FileNotFoundError(f"no summarization data files in {folder}")
+    raise ValueError(f"{folder} holds several data files and none is named train*: "
+                     f"{[p.name for p in candidates]}; set data.files to one of them (seeded split) or to "
+                     "{train: ..., validation: ..., test: ...}")
+
+
+def seeded_split(examples: list[Example], *, val_fraction: float, test_fraction: float,
+                 seed: int) -> dict[str, list[Example]]:
+    """Shuffle with ``seed`` and cut into train/validation/test (each non-empty when there are >= 3 examples)."""
+    if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
+        raise ValueError(f"data.val_fraction={val_fraction}, data.test_fraction={test_fraction} must be in [0, 1) "
+                         "and sum to < 1")
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    n = len(order)
+    n_test = max(1, round(n * test_fraction)) if test_fraction > 0 and n >= 3 else 0
+    n_val = max(1, round(n * val_fraction)) if val_fraction > 0 and n >= 3 else 0
+    pick = [examples[i] for i in order]
+    return {"test": pick[:n_test], "validation": pick[n_test:n_test + n_val], "train": pick[n_test + n_val:]}
+
+
+def load_summarization(*, root: str | Path, subdir: str, files: str | Mapping[str, str] | None = None,
+                       val_fraction: float = 0.1, test_fraction: float = 0.1, split_seed: int = 0,
+                       limit: Mapping[str, int | None] | None = None, layout: str = "auto",
+                       ) -> tuple[dict[str, list[Example]], dict[str, str]]:
+    """Load ``{train, validation, test}`` examples and a description of the files used.
+
+    ``limit`` caps each split after splitting (e.g. ``{train: 300}`` for quick runs; the cap keeps a seeded random
+    subset because splits are shuffled). Returns ``(splits, provenance)``.
+    """
+    folder = Path(root) / subdir
+    try:
+        found = discover_files(folder, files)
+    except FileNotFoundError as err:
+        hint = SOURCES.get(subdir, "the dataset's official source")
+        raise FileNotFoundError(f"{err}. Download {hint} into {folder} (or set DATA_ROOT / data.root)") from None
+    for p in found.values():
+        if not p.is_file():
+            raise FileNotFoundError(f"data file {p} does not exist; fix data.files or put it there "
+                                    f"({SOURCES.get(subdir, '')})")
+    limit = dict(limit or {})
+    if "all" in found:
+        splits = seeded_split(read_file(found["all"], layout=layout), val_fraction=val_fraction,
+                              test_fraction=test_fraction, seed=split_seed)
+        how = f"seeded split (seed {split_seed}, val {val_fraction}, test {test_fraction}) of {found['all'].name}"
+    else:
+        splits = {s: read_file(p, layout=layout) for s, p in found.items()}
+        missing = [s for s in SPLITS if s not in splits]
+        if missing:
+            carved = seeded_split(splits["train"], val_fraction=val_fraction if "validation" in missing else 0.0,
+                                  test_fraction=test_fraction if "test" in missing else 0.0, seed=split_seed)
+            splits.update({s: carved[s] for s in ["train", *missing]})
+        how = ", ".join(f"{s}={p.name}" for s, p in found.items()) + (
+            f"; {missing} carved from train (seed {split_seed})" if missing else "")
+        if limit:  # file order is not random: shuffle before capping so the subset is a seeded random sample
+            for s in splits:
+                random.Random(split_seed).shuffle(splits[s])
+    for s in SPLITS:
+        if limit.get(s) is not None:
+            splits[s] = splits[s][: int(limit[s])]
+        if not splits[s]:
+            raise ValueError(f"split {s!r} is empty after loading {folder} ({how}); use more data or larger fractions")
+    info = {"files": how, "sizes": ", ".join(f"{s}={len(splits[s])}" for s in SPLITS)}
+    return splits, info
