@@ -63,7 +63,8 @@ class Fastformer(TokenMixer):
     key_branch       False: drop keys entirely, u_i = q* (.) v_i (global-query pooling + gating only)
     pooling          "additive" (learned softmax pooling) | "mean" (masked mean pooling, no score vectors)
     query_residual   add q_i to the output
-    impl             "eager" | "compile" (torch.compile of the same math)
+    impl             "eager" | "compile" (torch.compile of the same math) | "triton" (fused kernels, default options
+                     only, fastformer/kernels) | "auto" (triton on CUDA tensors when installed, else eager)
     """
 
     def __init__(self, d_model: int, n_heads: int, *, variant: str = "paper", sharing: str = "qv+layer",
@@ -76,7 +77,7 @@ class Fastformer(TokenMixer):
         _check("interaction", interaction, INTERACTIONS)
         _check("global_key_from", global_key_from, ("p", "k"))
         _check("pooling", pooling, ("additive", "mean"))
-        _check("impl", impl, ("eager", "compile"))
+        _check("impl", impl, ("eager", "compile", "triton", "auto"))
         self.variant, self.sharing, self.interaction = variant, sharing, interaction
         self.global_key_from, self.key_branch, self.pooling = global_key_from, key_branch, pooling
         self.use_transform, self.query_residual, self.impl = output_transform, query_residual, impl
@@ -110,6 +111,9 @@ class Fastformer(TokenMixer):
                 nn.init.normal_(m.weight, 0.0, 0.02)
                 nn.init.zeros_(m.bias)
         self._core = torch.compile(self._forward, dynamic=True) if impl == "compile" else self._forward
+        if impl in ("triton", "auto"):  # fused Triton kernels; "auto" = triton on CUDA when available, else eager
+            from fastformer.kernels import select_core
+            self._core = select_core(self, impl)
 
     # ----------------------------------------------------------------------------------------------------------
     def _weights(self, x: torch.Tensor, w: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor:

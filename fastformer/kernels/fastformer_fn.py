@@ -1,0 +1,131 @@
+"""``FastformerAdditive``: autograd Function over the Triton kernels, and the mixer forward that uses it.
+
+    u = FastformerAdditive.apply(q, k, w_q, b_q, w_k, b_k, mask, scale)           # q, k, u: (B, N, D)
+
+computes, per head j (columns j*dh ... (j+1)*dh) with masked max-subtracted softmaxes over n::
+
+    alpha = softmax_n(scale * (q_n W_q + b_q))        q_glob = sum_n alpha_n q_n                    (B, D)
+    p_n = k_n (.) q_glob;  beta = softmax_n(scale * (p_n W_k + b_k))   k_glob = sum_n beta_n p_n    (B, D)
+    u_n = k_glob (.) q_n
+
+``W_*: (D, h)`` are the official ``Linear(D, h).weight.T`` or the paper's per-head vectors as a block-diagonal matrix.
+Saved for backward: q, k, q_glob, k_glob and the softmax max/sum (B, h); the weights alpha, beta and p are recomputed.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+
+from fastformer.kernels.fastformer_triton import _dot_rows_bwd, _gate_fwd, _pool_bwd, _pool_fwd
+
+
+def _cfg(B: int, N: int, D_pad: int, device: torch.device, block_n: int | None, per: int | None):
+    """(BLOCK_N, rows per program, S programs per batch row): enough programs to fill the GPU, few partials."""
+    bn = block_n or max(16, min(64, 8192 // D_pad))
+    if per is None:
+        target = 4 * torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4
+        blocks = triton.cdiv(N, bn)
+        per = bn * triton.cdiv(blocks, max(1, triton.cdiv(target, B)))
+    return bn, per, triton.cdiv(N, per)
+
+
+class FastformerAdditive(torch.autograd.Function):
+    """See the module docstring. ``block_n`` / ``rows_per_program`` override the launch shape (tests)."""
+
+    @staticmethod
+    def forward(ctx, q, k, w_q, b_q, w_k, b_k, mask, scale, block_n=None, rows_per_program=None):
+        B, N, D = q.shape
+        H = w_q.shape[1]
+        if D % H or D // H < 1 or k.shape != q.shape or w_k.shape != (D, H):
+            raise ValueError(f"FastformerAdditive: bad shapes q {tuple(q.shape)}, k {tuple(k.shape)}, "
+                             f"w_q {tuple(w_q.shape)}, w_k {tuple(w_k.shape)}")
+        q, k = q.contiguous(), k.contiguous()
+        w_q, w_k = w_q.contiguous(), w_k.contiguous()
+        D_pad, H_pad = triton.next_power_of_2(D), max(16, triton.next_power_of_2(H))
+        bn, per, S = _cfg(B, N, D_pad, q.device, block_n, rows_per_program)
+        f32 = dict(device=q.device, dtype=torch.float32)
+        m8 = mask.contiguous().view(torch.uint8) if mask is not None else q  # dummy pointer when no mask
+        consts = dict(D=D, H=H, DH=D // H, D_PAD=D_pad, H_PAD=H_pad, BLOCK_N=bn)
+        prec = "ieee" if q.dtype == torch.float32 else "tf32"
+        part_q = (torch.empty(B, S, H_pad, **f32), torch.empty(B, S, H_pad, **f32), torch.empty(B, S, D_pad, **f32))
+        part_k = (torch.empty(B, S, H_pad, **f32), torch.empty(B, S, H_pad, **f32), torch.empty(B, S, D_pad, **f32))
+        q_glob, k_glob = torch.empty(B, D_pad, **f32), torch.empty(B, D_pad, **f32)
+        st_q, st_k = torch.empty(B, 2, H_pad, **f32), torch.empty(B, 2, H_pad, **f32)  # softmax max, sum
+        u = torch.empty_like(q)
+        dummy_b = w_q  # pointer never read when HAS_BIAS is False
+        grid = (B, S)
+        _pool_fwd[grid](q, w_q, b_q if b_q is not None else dummy_b, m8, *part_q, *part_q, q_glob, st_q,
+                        N, S, per, scale, **consts, HAS_MASK=mask is not None, HAS_BIAS=b_q is not None,
+                        GATE=False, PREC=prec)
+        _pool_fwd[grid](k, w_k, b_k if b_k is not None else dummy_b, m8, *part_q, *part_k, q_glob, st_q,
+                        N, S, per, scale, **consts, HAS_MASK=mask is not None, HAS_BIAS=b_k is not None,
+                        GATE=True, PREC=prec)
+        _gate_fwd[grid](q, u, *part_k, k_glob, st_k, N, S, per, D=D, DH=D // H, D_PAD=D_pad, H_PAD=H_pad,
+                        BLOCK_N=bn)
+        ctx.save_for_backward(q, k, w_q, b_q, w_k, b_k, mask, q_glob, k_glob, st_q, st_k)
+        ctx.cfg = (scale, bn, per, S, D_pad, H_pad, prec)
+        return u
+
+    @staticmethod
+    def backward(ctx, du):
+        q, k, w_q, b_q, w_k, b_k, mask, q_glob, k_glob, st_q, st_k = ctx.saved_tensors
+        scale, bn, per, S, D_pad, H_pad, prec = ctx.cfg
+        B, N, D = q.shape
+        H = w_q.shape[1]
+        du = du.contiguous()
+        f32 = dict(device=q.device, dtype=torch.float32)
+        m8 = mask.contiguous().view(torch.uint8) if mask is not None else q
+        consts = dict(D=D, H=H, DH=D // H, D_PAD=D_pad, H_PAD=H_pad, BLOCK_N=bn)
+        grid = (B, S)
+        dkg_part = torch.empty(B, S, D_pad, **f32)  # d k_glob = sum_n dU_n (.) q_n
+        _dot_rows_bwd[grid](du, q, dkg_part, N, S, per, D=D, D_PAD=D_pad, BLOCK_N=bn)
+        dk, dq = torch.empty_like(k), torch.empty_like(q)
+        dqg_part = torch.empty(B, S, D_pad, **f32)  # d q_glob partials
+        dw_k, db_k = torch.empty(B, S, D_pad, H_pad, **f32), torch.empty(B, S, H_pad, **f32)
+        dw_q, db_q = torch.empty(B, S, D_pad, H_pad, **f32), torch.empty(B, S, H_pad, **f32)
+        _pool_bwd[grid](k, dk, du, w_k, b_k if b_k is not None else w_k, m8, q_glob, k_glob, st_k, dkg_part,
+                        k_glob, dqg_part, dw_k, db_k, N, S, per, scale, **consts, HAS_MASK=mask is not None,
+                        HAS_BIAS=b_k is not None, GATE=True, PREC=prec)
+        _pool_bwd[grid](q, dq, du, w_q, b_q if b_q is not None else w_q, m8, q_glob, q_glob, st_q, dqg_part,
+                        k_glob, dqg_part, dw_q, db_q, N, S, per, scale, **consts, HAS_MASK=mask is not None,
+                        HAS_BIAS=b_q is not None, GATE=False, PREC=prec)
+
+        def red(part, w):  # (B, S, D_pad, H_pad) or (B, S, H_pad) partials -> parameter gradient
+            if w is None:
+                return None
+            g = part.sum((0, 1))
+            return (g[:D, :H] if g.dim() == 2 else g[:H]).to(w.dtype)
+
+        return dq, dk, red(dw_q, w_q), red(db_q, b_q), red(dw_k, w_k), red(db_k, b_k), None, None, None, None
+
+
+def interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def block_diag_scores(w: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """paper score vectors (h or 1, dh) -> block-diagonal (D, h) with column j = w_j on rows j*dh ... (j+1)*dh."""
+    w = w.expand(n_heads, -1)  # (h, dh)
+    eye = torch.eye(n_heads, device=w.device, dtype=w.dtype)
+    return (w[:, :, None] * eye[:, None, :]).reshape(-1, n_heads)  # (h, dh, h) -> (D, h)
+
+
+def fastformer_triton_forward(m, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """The ``fastformer`` mixer ``m`` (default sharing, product interaction) with the fused additive part."""
+    if not (x.is_cuda or interpreting()):
+        raise RuntimeError("fastformer impl='triton' needs a CUDA tensor (or TRITON_INTERPRET=1 for CPU tests); "
+                           "use impl='auto' to fall back to eager off-GPU")
+    B, N, D = x.shape
+    q, k = m.query(x), m.key(x)  # (B, N, D) each, cuBLAS
+    if m.variant == "official":
+        wq, bq = m.query_att.weight.t(), m.query_att.bias  # (D, h), (h,)
+        wk, bk = m.key_att.weight.t(), m.key_att.bias
+    else:
+        wq, bq = block_diag_scores(m.w_q, m.n_heads), None
+        wk, bk = block_diag_scores(m.w_k, m.n_heads), None
+    u = FastformerAdditive.apply(q, k, wq, bq, wk, bk, mask, m.scale)  # (B, N, D); scores in fp32 in-kernel
+    if m.variant == "official":
+        return m.transform(u) + q  # Linear(D, D), cuBLAS
+    return m.transform(u.view(B, N, m.n_heads, m.d_head)).reshape(B, N, D) + q

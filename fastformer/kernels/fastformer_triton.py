@@ -1,0 +1,225 @@
+"""Triton kernels for Fastformer's additive part (the GEMMs stay in cuBLAS, see ``fastformer_fn.py``).
+
+Both variants reduce to one form: per token n and head j, a score ``s[n, j] = scale * (x_n . W[:, j] + b[j])`` with
+``W: (D, h)`` (the official ``Linear(D, h)``; the paper's per-head ``w`` as a block-diagonal ``(D, h)``), a masked,
+max-subtracted softmax over n, and a pooled vector per head. Heads are handled inside a program through a one-hot
+``(H_PAD, D_PAD)`` head-membership matrix: ``dot(e, onehot)`` expands per-head values ``(BN, H)`` to columns
+``(BN, D)``, ``dot(y, onehot^T)`` sums columns into heads.
+
+Grid of every kernel: ``(B, S)``; program ``(b, s)`` owns rows ``[s * PER, min((s + 1) * PER, N))`` of batch row b in
+blocks of ``BLOCK_N``. The forward pooling kernels write per-program online-softmax partials ``(m, l, acc)``; the next
+kernel merges its batch row's S partials in its prologue (no separate combine launch). Forward = 3 launches
+(pool q; pool p = k * q_glob; u = k_glob * q), backward = 3 (dkg = sum dU * q; dk and dq_glob; dq).
+"""
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+NEG = -3.4028234663852886e38  # float32 min at padded tokens: exp(NEG - max) = 0, uniform if a row is all padding
+
+
+@triton.jit
+def _onehot(D: tl.constexpr, DH: tl.constexpr, D_PAD: tl.constexpr, H_PAD: tl.constexpr):
+    d = tl.arange(0, D_PAD)
+    j = tl.arange(0, H_PAD)
+    return tl.where(((d[None, :] // DH) == j[:, None]) & (d[None, :] < D), 1.0, 0.0)  # (H_PAD, D_PAD) fp32
+
+
+@triton.jit
+def _expand(v, onehot):
+    """per-head (H_PAD,) -> per-column (D_PAD,)."""
+    return tl.sum(v[:, None] * onehot, axis=0)
+
+
+@triton.jit
+def _load_w(w_ptr, b_ptr, D: tl.constexpr, H: tl.constexpr, D_PAD: tl.constexpr, H_PAD: tl.constexpr,
+            HAS_BIAS: tl.constexpr):
+    d = tl.arange(0, D_PAD)
+    j = tl.arange(0, H_PAD)
+    w = tl.load(w_ptr + d[:, None] * H + j[None, :], mask=(d[:, None] < D) & (j[None, :] < H), other=0.0)
+    if HAS_BIAS:
+        bias = tl.load(b_ptr + j, mask=j < H, other=0.0).to(tl.float32)
+    else:
+        bias = tl.zeros([H_PAD], tl.float32)
+    return w.to(tl.float32), bias  # (D_PAD, H_PAD), (H_PAD,)
+
+
+@triton.jit
+def _rows(b, s, it, N, PER, BLOCK_N: tl.constexpr, mask_ptr, HAS_MASK: tl.constexpr):
+    """row indices (BN,), in-range rows, real (in range and not padding) rows of block ``it`` of program (b, s)."""
+    rows = s * PER + it * BLOCK_N + tl.arange(0, BLOCK_N)
+    valid = rows < tl.minimum(s * PER + PER, N)
+    real = valid
+    if HAS_MASK:
+        real = valid & (tl.load(mask_ptr + b * N + rows, mask=valid, other=0) != 0)
+    return rows, valid, real
+
+
+@triton.jit
+def _tile_ptrs(base, b, rows, N, D: tl.constexpr, D_PAD: tl.constexpr):
+    d = tl.arange(0, D_PAD)
+    return base + (b * N + rows).to(tl.int64)[:, None] * D + d[None, :]  # (BN, D_PAD)
+
+
+@triton.jit
+def _scores(x, w, bias, valid, real, scale, PREC: tl.constexpr):
+    """x: (BN, D_PAD) fp32 -> masked scores (BN, H_PAD): NEG at padding, -inf beyond the program's rows."""
+    sc = (tl.dot(x, w, input_precision=PREC) + bias[None, :]) * scale
+    sc = tl.where(real[:, None], sc, NEG)
+    return tl.where(valid[:, None], sc, float("-inf"))
+
+
+@triton.jit
+def _combine(m_ptr, l_ptr, acc_ptr, b, S, onehot, H_PAD: tl.constexpr, D_PAD: tl.constexpr):
+    """merge the S online-softmax partials of batch row b -> pooled vector (D_PAD,), max M and sum L (H_PAD,)."""
+    j = tl.arange(0, H_PAD)
+    d = tl.arange(0, D_PAD)
+    M = tl.full([H_PAD], float("-inf"), tl.float32)
+    for s in range(S):
+        M = tl.maximum(M, tl.load(m_ptr + (b * S + s) * H_PAD + j))
+    L = tl.zeros([H_PAD], tl.float32)
+    acc = tl.zeros([D_PAD], tl.float32)
+    for s in range(S):
+        f = tl.exp(tl.load(m_ptr + (b * S + s) * H_PAD + j) - M)
+        L += f * tl.load(l_ptr + (b * S + s) * H_PAD + j)
+        acc += _expand(f, onehot) * tl.load(acc_ptr + (b * S + s) * D_PAD + d)
+    Ld = _expand(L, onehot)
+    return acc / tl.where(Ld > 0, Ld, 1.0), M, L
+
+
+@triton.jit
+def _pool_fwd(x_ptr, w_ptr, b_ptr, mask_ptr, pm_ptr, pl_ptr, pacc_ptr,  # in: tokens, scores, mask, gate partials
+              om_ptr, ol_ptr, oacc_ptr, glob_ptr, stats_ptr,  # out: partials; merged gate vector + stats
+              N, S, PER, scale, D: tl.constexpr, H: tl.constexpr, DH: tl.constexpr, D_PAD: tl.constexpr,
+              H_PAD: tl.constexpr, BLOCK_N: tl.constexpr, HAS_MASK: tl.constexpr, HAS_BIAS: tl.constexpr,
+              GATE: tl.constexpr, PREC: tl.constexpr):
+    """Online-softmax pooling of x (GATE=False: x = q) or of p = k * g (GATE=True: g merged from the q partials)."""
+    b = tl.program_id(0)
+    s = tl.program_id(1)
+    j = tl.arange(0, H_PAD)
+    d = tl.arange(0, D_PAD)
+    onehot = _onehot(D, DH, D_PAD, H_PAD)
+    w, bias = _load_w(w_ptr, b_ptr, D, H, D_PAD, H_PAD, HAS_BIAS)
+    g = tl.zeros([D_PAD], tl.float32)
+    if GATE:
+        g, M, L = _combine(pm_ptr, pl_ptr, pacc_ptr, b, S, onehot, H_PAD, D_PAD)
+        if s == 0:  # merged global query + its softmax stats, saved for backward
+            tl.store(glob_ptr + b * D_PAD + d, g)
+            tl.store(stats_ptr + b * 2 * H_PAD + j, M)
+            tl.store(stats_ptr + b * 2 * H_PAD + H_PAD + j, L)
+    m_i = tl.full([H_PAD], float("-inf"), tl.float32)
+    l_i = tl.zeros([H_PAD], tl.float32)
+    acc = tl.zeros([D_PAD], tl.float32)
+    for it in range(tl.cdiv(tl.minimum(PER, N - s * PER), BLOCK_N)):
+        rows, valid, real = _rows(b, s, it, N, PER, BLOCK_N, mask_ptr, HAS_MASK)
+        x = tl.load(_tile_ptrs(x_ptr, b, rows, N, D, D_PAD), mask=valid[:, None] & (d < D)[None, :],
+                    other=0.0).to(tl.float32)  # (BN, D_PAD)
+        if GATE:
+            x = x * g[None, :]  # p = k (.) q_glob
+        sc = _scores(x, w, bias, valid, real, scale, PREC)  # (BN, H_PAD)
+        m_new = tl.maximum(m_i, tl.max(sc, axis=0))
+        corr = tl.exp(m_i - m_new)
+        e = tl.exp(sc - m_new[None, :])  # (BN, H_PAD)
+        l_i = l_i * corr + tl.sum(e, axis=0)
+        acc = acc * _expand(corr, onehot) + tl.sum(tl.dot(e, onehot, input_precision=PREC) * x, axis=0)
+        m_i = m_new
+    tl.store(om_ptr + (b * S + s) * H_PAD + j, m_i)
+    tl.store(ol_ptr + (b * S + s) * H_PAD + j, l_i)
+    tl.store(oacc_ptr + (b * S + s) * D_PAD + d, acc)
+
+
+@triton.jit
+def _gate_fwd(q_ptr, u_ptr, pm_ptr, pl_ptr, pacc_ptr, glob_ptr, stats_ptr, N, S, PER,
+              D: tl.constexpr, DH: tl.constexpr, D_PAD: tl.constexpr, H_PAD: tl.constexpr, BLOCK_N: tl.constexpr):
+    """u = k_glob (.) q, with k_glob merged from the p-pooling partials (and saved with its stats)."""
+    b = tl.program_id(0)
+    s = tl.program_id(1)
+    j = tl.arange(0, H_PAD)
+    d = tl.arange(0, D_PAD)
+    g, M, L = _combine(pm_ptr, pl_ptr, pacc_ptr, b, S, _onehot(D, DH, D_PAD, H_PAD), H_PAD, D_PAD)
+    if s == 0:
+        tl.store(glob_ptr + b * D_PAD + d, g)
+        tl.store(stats_ptr + b * 2 * H_PAD + j, M)
+        tl.store(stats_ptr + b * 2 * H_PAD + H_PAD + j, L)
+    for it in range(tl.cdiv(tl.minimum(PER, N - s * PER), BLOCK_N)):
+        rows, valid, _ = _rows(b, s, it, N, PER, BLOCK_N, q_ptr, False)
+        ld = valid[:, None] & (d < D)[None, :]
+        q = tl.load(_tile_ptrs(q_ptr, b, rows, N, D, D_PAD), mask=ld, other=0.0).to(tl.float32)
+        tl.store(_tile_ptrs(u_ptr, b, rows, N, D, D_PAD), (q * g[None, :]).to(u_ptr.dtype.element_ty), mask=ld)
+
+
+@triton.jit
+def _dot_rows_bwd(a_ptr, c_ptr, out_ptr, N, S, PER, D: tl.constexpr, D_PAD: tl.constexpr, BLOCK_N: tl.constexpr):
+    """partial sum over the program's rows of a (.) c -> (D_PAD,): dk_glob = sum_n dU_n (.) q_n."""
+    b = tl.program_id(0)
+    s = tl.program_id(1)
+    d = tl.arange(0, D_PAD)
+    acc = tl.zeros([D_PAD], tl.float32)
+    for it in range(tl.cdiv(tl.minimum(PER, N - s * PER), BLOCK_N)):
+        rows, valid, _ = _rows(b, s, it, N, PER, BLOCK_N, a_ptr, False)
+        ld = valid[:, None] & (d < D)[None, :]
+        a = tl.load(_tile_ptrs(a_ptr, b, rows, N, D, D_PAD), mask=ld, other=0.0).to(tl.float32)
+        c = tl.load(_tile_ptrs(c_ptr, b, rows, N, D, D_PAD), mask=ld, other=0.0).to(tl.float32)
+        acc += tl.sum(a * c, axis=0)
+    tl.store(out_ptr + (b * S + s) * D_PAD + d, acc)
+
+
+@triton.jit
+def _pool_bwd(x_ptr, dx_ptr, du_ptr, w_ptr, b_ptr, mask_ptr, gate_ptr, glob_ptr, stats_ptr, dglob_part_ptr,
+              side_ptr, dgate_part_ptr, dw_part_ptr, db_part_ptr, N, S, PER, scale,
+              D: tl.constexpr, H: tl.constexpr, DH: tl.constexpr, D_PAD: tl.constexpr, H_PAD: tl.constexpr,
+              BLOCK_N: tl.constexpr, HAS_MASK: tl.constexpr, HAS_BIAS: tl.constexpr, GATE: tl.constexpr,
+              PREC: tl.constexpr):
+    """Backward of g = sum_n softmax_n(scale * (y_n W + b)) y_n with y = x (.) gate (GATE) or y = x.
+
+    dg is the sum of the S partials at ``dglob_part_ptr``. Writes dx: GATE: dy (.) gate (dk) and the partial of
+    d gate = sum_n dy (.) x; else dy + dU (.) side (dq, side = k_glob). Always the partials of dW, db.
+    """
+    b = tl.program_id(0)
+    s = tl.program_id(1)
+    j = tl.arange(0, H_PAD)
+    d = tl.arange(0, D_PAD)
+    onehot = _onehot(D, DH, D_PAD, H_PAD)
+    w, bias = _load_w(w_ptr, b_ptr, D, H, D_PAD, H_PAD, HAS_BIAS)
+    dg = tl.zeros([D_PAD], tl.float32)
+    for t in range(S):
+        dg += tl.load(dglob_part_ptr + (b * S + t) * D_PAD + d)
+    g = tl.load(glob_ptr + b * D_PAD + d)
+    M = tl.load(stats_ptr + b * 2 * H_PAD + j)
+    L = tl.load(stats_ptr + b * 2 * H_PAD + H_PAD + j)
+    c = tl.sum(onehot * (dg * g)[None, :], axis=1)  # sum_n w_n <dg, y_n>_head = <dg, g>_head, (H_PAD,)
+    gate = tl.zeros([D_PAD], tl.float32)
+    if GATE:
+        gate = tl.load(gate_ptr + b * D_PAD + d)
+    else:
+        side = tl.load(side_ptr + b * D_PAD + d)
+    dgate = tl.zeros([D_PAD], tl.float32)
+    dw = tl.zeros([D_PAD, H_PAD], tl.float32)
+    db = tl.zeros([H_PAD], tl.float32)
+    for it in range(tl.cdiv(tl.minimum(PER, N - s * PER), BLOCK_N)):
+        rows, valid, real = _rows(b, s, it, N, PER, BLOCK_N, mask_ptr, HAS_MASK)
+        ld = valid[:, None] & (d < D)[None, :]
+        x = tl.load(_tile_ptrs(x_ptr, b, rows, N, D, D_PAD), mask=ld, other=0.0).to(tl.float32)
+        y = x
+        if GATE:
+            y = x * gate[None, :]
+        sc = _scores(y, w, bias, valid, real, scale, PREC)
+        a = tl.exp(sc - M[None, :]) / L[None, :]  # softmax weights (BN, H_PAD)
+        da = tl.dot(y * dg[None, :], tl.trans(onehot), input_precision=PREC)  # <dg, y_n>_head
+        ds = tl.where(real[:, None], a * (da - c[None, :]), 0.0)  # d scores (before scale); padding: constant
+        dy = tl.dot(a, onehot, input_precision=PREC) * dg[None, :] \
+            + scale * tl.dot(ds, tl.trans(w), input_precision=PREC)  # (BN, D_PAD)
+        dw += scale * tl.dot(tl.trans(y), ds, input_precision=PREC)
+        db += scale * tl.sum(ds, axis=0)
+        if GATE:
+            dgate += tl.sum(dy * x, axis=0)
+            dx = dy * gate[None, :]
+        else:
+            du = tl.load(_tile_ptrs(du_ptr, b, rows, N, D, D_PAD), mask=ld, other=0.0).to(tl.float32)
+            dx = dy + du * side[None, :]
+        tl.store(_tile_ptrs(dx_ptr, b, rows, N, D, D_PAD), dx.to(dx_ptr.dtype.element_ty), mask=ld)
+    if GATE:
+        tl.store(dgate_part_ptr + (b * S + s) * D_PAD + d, dgate)
+    tl.store(dw_part_ptr + ((b * S + s) * D_PAD + d[:, None]) * H_PAD + j[None, :], dw)
+    tl.store(db_part_ptr + (b * S + s) * H_PAD + j, db)
