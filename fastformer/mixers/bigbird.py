@@ -84,7 +84,7 @@ class BigBird(TokenMixer):
         width = hi - lo + 1  # (R,) >= 1 (contains i)
         n_cand = n_blocks - g - width  # (R,) candidate blocks: [g, n_blocks) minus [lo, hi]
         gen = torch.Generator().manual_seed(int(self.seed) + 1_000_003 * n_blocks)
-        c = sample_distinct(n_cand.repeat(h), r, gen).view(h, -1, r)  # (h, R, r) candidate ranks
+        c = sample_distinct(n_cand.repeat(h), r, gen).view(h, i.shape[0], r)  # (h, R, r) candidate ranks
         blk = g + c
         blk = torch.where(blk >= lo[None, :, None], blk + width[None, :, None], blk)  # skip the window
         return torch.where(c >= 0, blk, torch.full_like(blk, -1))
