@@ -1,0 +1,63 @@
+"""Figure 2 style plot: two panels (Inference, Training), log-scale y, x = "Sequence Length/Batch Size"."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from fastformer.bench.grid import Row
+
+
+def plot_efficiency(rows: Sequence[Row], path, *, title: str = "") -> None:
+    """Write the figure atomically to ``path`` (png). Points that are not ``ok`` are left out; a curve whose last point
+    ran out of memory or budget ends with an ``x`` marker at its last measured value, labelled with the status."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(dict.fromkeys(r.mixer for r in rows))
+    ticks = sorted({(r.seq_len, r.batch_size) for r in rows})
+    pos = {n: i for i, (n, _) in enumerate(ticks)}
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharex=True)
+    for ax, mode in zip(axes, ("inference", "training")):
+        for i, lab in enumerate(labels):
+            pts = sorted((r for r in rows if r.mixer == lab and r.mode == mode), key=lambda r: r.seq_len)
+            ok = [r for r in pts if r.status == "ok"]
+            if not ok:
+                continue
+            line, = ax.plot([pos[r.seq_len] for r in ok], [r.seconds for r in ok], marker="o", markersize=4,
+                            label=lab, color=f"C{i % 10}")
+            failed = [r for r in pts if r.status != "ok" and r.seq_len > ok[-1].seq_len]
+            if failed:
+                ax.plot([pos[ok[-1].seq_len]], [ok[-1].seconds], marker="x", markersize=9, color=line.get_color())
+                ax.annotate(failed[0].status.split(":")[0], (pos[ok[-1].seq_len], ok[-1].seconds), fontsize=7,
+                            xytext=(4, 4), textcoords="offset points", color=line.get_color())
+        ax.set_yscale("log")
+        ax.set_title(f"({'ab'[mode == 'training']}) {mode.capitalize()}")
+        ax.set_xticks(range(len(ticks)))
+        ax.set_xticklabels([f"{n}/{b}" for n, b in ticks], rotation=45, ha="right", fontsize=8)
+        ax.set_xlabel("Sequence Length/Batch Size")
+        ax.set_ylabel(f"{mode.capitalize()} Time Per Layer (s)")
+        ax.grid(True, which="both", alpha=0.3)
+    handles, names = axes[0].get_legend_handles_labels()
+    if not handles:
+        handles, names = axes[1].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, names, loc="upper center", ncol=min(len(names), 8), fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, y=0.02, fontsize=8)
+    fig.tight_layout(rect=(0, 0.04, 1, 0.92))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=130)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
