@@ -1,0 +1,183 @@
+"""Synthetic probes: tasks that need token-token interactions, and a control that pooling alone can solve.
+
+Every item is ``(ids: (L,) int64, target, mask: (L,) bool)`` with token 0 = padding and ``mask`` True at real tokens.
+``target`` is an int (``level="sequence"``: one label per sequence) or an ``(L,)`` int64 array (``level="token"``:
+per-position labels, ``IGNORE = -100`` where nothing is asked). Item ``idx`` of split ``split`` is drawn from
+``numpy.random.default_rng([seed, split_code, idx])``: deterministic, independent of the dataset size (a larger set
+extends a smaller one) and of the other splits, and valid at any ``seq_len``.
+
+Probes (``PROBES``):
+
+* ``mqar`` -- multi-query associative recall (Zoology, Arora et al. 2023). ``n_pairs`` distinct keys, each followed
+  by its (distinct) value, then ``n_queries`` of those keys again at random positions of the remaining ``BLANK`` tokens.
+  Token level: at each query position the target is the paired value's id (``n_classes = vocab``). Keys are
+  ``[2, 2 + (vocab-2)//2)``, values the rest. Needs a lookup of one token by another: a per-pair interaction.
+* ``dup`` -- duplicate detection, sequence level, balanced binary labels. ``mode="any"``: ``L`` distinct symbols, and
+  for label 1 one position is overwritten with the symbol of another (exactly one repeated pair): "is any token
+  repeated?" -- needs all pairs compared. ``mode="query"``: position 0 holds a query symbol, positions 1..L-1 distinct
+  other symbols, and for label 1 one of them is overwritten with the query: "does the query token occur again?" -- a
+  single query, which one pooled vector plus per-token gating can in principle answer.
+  Both need ``vocab - 1 >= L``; keep ``vocab`` well above ``d_model`` so a bag-of-tokens summary cannot be exact.
+* ``majority`` -- control. ``L`` tokens over ``n_symbols`` symbols, a planted winner drawn with probability
+  ``1/n_symbols + margin`` (others uniform), then ties broken in the winner's favour so its count is the unique
+  maximum. Label = winner. A mean over one-hot tokens (pooling) solves it exactly.
+* ``listops`` -- the Long Range Arena ListOps grammar (Nangia & Bowman 2018; Tay et al. 2021): nested
+  ``[MAX``, ``[MIN``, ``[MED`` (integer median of the arguments, rounded down), ``[SM`` (sum mod 10) over digits 0-9,
+  closed by ``]``; label = value (10 classes). Trees are redrawn until they fit in ``seq_len`` tokens; the rest is
+  padding.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+PAD, BLANK, IGNORE = 0, 1, -100
+SPLITS = {"train": 0, "val": 1, "test": 2}
+
+
+@dataclass(frozen=True)
+class ProbeInfo:
+    vocab_size: int  # input vocabulary, padding included
+    n_classes: int
+    level: str  # "token" | "sequence"
+
+
+# --------------------------------------------------------------------------------------------------- generators
+def mqar(rng: np.random.Generator, seq_len: int, *, n_pairs: int = 8, vocab: int = 256,
+         n_queries: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    n_keys = (vocab - 2) // 2
+    n_q = n_pairs if n_queries is None else n_queries
+    if n_pairs > n_keys or n_pairs > vocab - 2 - n_keys:
+        raise ValueError(f"mqar: n_pairs={n_pairs} needs vocab >= {2 * n_pairs + 2} (got vocab={vocab})")
+    if 2 * n_pairs + n_q > seq_len or n_q > n_pairs:
+        raise ValueError(f"mqar: seq_len={seq_len} must be >= 2*n_pairs + n_queries = {2 * n_pairs + n_q} "
+                         f"and n_queries <= n_pairs; raise seq_len or lower n_pairs")
+    keys = 2 + rng.choice(n_keys, n_pairs, replace=False)  # (P,)
+    values = 2 + n_keys + rng.choice(vocab - 2 - n_keys, n_pairs, replace=False)  # (P,)
+    ids = np.full(seq_len, BLANK, dtype=np.int64)
+    ids[0:2 * n_pairs:2], ids[1:2 * n_pairs:2] = keys, values
+    which = rng.permutation(n_pairs)[:n_q]  # which pairs are queried
+    pos = 2 * n_pairs + np.sort(rng.choice(seq_len - 2 * n_pairs, n_q, replace=False))  # query positions
+    ids[pos] = keys[which]
+    target = np.full(seq_len, IGNORE, dtype=np.int64)
+    target[pos] = values[which]
+    return ids, target
+
+
+def dup(rng: np.random.Generator, seq_len: int, *, vocab: int = 1024, mode: str = "any") -> tuple[np.ndarray, int]:
+    if mode not in ("any", "query"):
+        raise ValueError(f"dup: mode={mode!r} is not one of ['any', 'query']")
+    if vocab - 1 < seq_len:
+        raise ValueError(f"dup: needs vocab - 1 >= seq_len distinct symbols (vocab={vocab}, seq_len={seq_len})")
+    ids = 1 + rng.choice(vocab - 1, seq_len, replace=False).astype(np.int64)  # (L,) distinct symbols
+    label = int(rng.integers(2))
+    if label:
+        if mode == "any":
+            i, j = rng.choice(seq_len, 2, replace=False)
+            ids[j] = ids[i]
+        else:
+            ids[1 + rng.integers(seq_len - 1)] = ids[0]
+    return ids, label
+
+
+def majority(rng: np.random.Generator, seq_len: int, *, n_symbols: int = 8,
+             margin: float = 0.1) -> tuple[np.ndarray, int]:
+    if not 0.0 <= margin <= 1.0 - 1.0 / n_symbols:
+        raise ValueError(f"majority: margin={margin} must be in [0, 1 - 1/n_symbols]")
+    winner = int(rng.integers(n_symbols))
+    p = np.full(n_symbols, (1.0 - 1.0 / n_symbols - margin) / (n_symbols - 1))
+    p[winner] = 1.0 / n_symbols + margin
+    sym = rng.choice(n_symbols, seq_len, p=p)  # (L,) in [0, n_symbols)
+    counts = np.bincount(sym, minlength=n_symbols)
+    for other in np.flatnonzero(counts >= counts[winner]):  # make the winner the unique maximum
+        while other != winner and counts[other] >= counts[winner]:
+            sym[np.flatnonzero(sym == other)[0]] = winner
+            counts[other] -= 1
+            counts[winner] += 1
+    return (1 + sym).astype(np.int64), winner
+
+
+_OPS = ("MAX", "MIN", "MED", "SM")
+_DIGIT0, _OP0, _CLOSE = 1, 11, 15  # ids: digits 1..10, [MAX [MIN [MED [SM 11..14, ] 15
+
+
+def _listops_tree(rng: np.random.Generator, depth: int, max_depth: int, max_args: int,
+                  value_p: float) -> tuple[list[int], int]:
+    """-> (token ids, value). The root (depth 0) is an operator, as in LRA; below it a node is an operator with
+    probability ``value_p`` and a digit otherwise (always a digit at ``max_depth``)."""
+    if depth >= max_depth or (depth > 0 and rng.random() > value_p):
+        d = int(rng.integers(10))
+        return [_DIGIT0 + d], d
+    op = int(rng.integers(len(_OPS)))
+    toks, vals = [_OP0 + op], []
+    for _ in range(int(rng.integers(2, max_args + 1))):
+        t, v = _listops_tree(rng, depth + 1, max_depth, max_args, value_p)
+        toks += t
+        vals.append(v)
+    value = {"MAX": max, "MIN": min, "MED": lambda a: int(np.floor(np.median(a))),
+             "SM": lambda a: sum(a) % 10}[_OPS[op]](vals)
+    return toks + [_CLOSE], value
+
+
+def listops(rng: np.random.Generator, seq_len: int, *, max_depth: int = 6, max_args: int = 5,
+            value_p: float = 0.25, min_len: int = 1) -> tuple[np.ndarray, int]:
+    for _ in range(10_000):
+        toks, value = _listops_tree(rng, 0, max_depth, max_args, value_p)
+        if min_len <= len(toks) <= seq_len:
+            ids = np.full(seq_len, PAD, dtype=np.int64)
+            ids[:len(toks)] = toks
+            return ids, value
+    raise ValueError(f"listops: no tree of {min_len}..{seq_len} tokens in 10000 draws; lower max_depth/max_args")
+
+
+@dataclass(frozen=True)
+class Probe:
+    fn: Callable
+    info: Callable[..., ProbeInfo]
+
+
+PROBES: dict[str, Probe] = {
+    "mqar": Probe(mqar, lambda vocab=256, **_: ProbeInfo(vocab, vocab, "token")),
+    "dup": Probe(dup, lambda vocab=1024, **_: ProbeInfo(vocab, 2, "sequence")),
+    "majority": Probe(majority, lambda n_symbols=8, **_: ProbeInfo(n_symbols + 1, n_symbols, "sequence")),
+    "listops": Probe(listops, lambda **_: ProbeInfo(_CLOSE + 1, 10, "sequence")),
+}
+
+
+def probe_info(kind: str, **params) -> ProbeInfo:
+    if kind not in PROBES:
+        raise KeyError(f"unknown probe {kind!r}; valid probes: {sorted(PROBES)}")
+    return PROBES[kind].info(**params)
+
+
+def make_item(kind: str, seq_len: int, *, seed: int, split: str, idx: int, **params):
+    """One item ``(ids (L,), target, mask (L,))`` of probe ``kind``, deterministic in (seed, split, idx)."""
+    if kind not in PROBES:
+        raise KeyError(f"unknown probe {kind!r}; valid probes: {sorted(PROBES)}")
+    if split not in SPLITS:
+        raise KeyError(f"unknown split {split!r}; valid splits: {list(SPLITS)}")
+    rng = np.random.default_rng([seed, SPLITS[split], idx])
+    ids, target = PROBES[kind].fn(rng, seq_len, **params)
+    return ids, target, ids != PAD
+
+
+class ProbeDataset(Dataset):
+    """``n_samples`` items of probe ``kind`` generated up front; items are dicts ``{ids, mask, target}`` of tensors."""
+
+    def __init__(self, kind: str, *, seq_len: int, n_samples: int, seed: int, split: str, **params):
+        self.kind, self.seq_len, self.params = kind, seq_len, params
+        self.info = probe_info(kind, **params)
+        items = [make_item(kind, seq_len, seed=seed, split=split, idx=i, **params) for i in range(n_samples)]
+        self.ids = torch.from_numpy(np.stack([it[0] for it in items]))  # (n, L)
+        self.target = torch.as_tensor(np.stack([np.asarray(it[1]) for it in items]), dtype=torch.long)  # (n,) | (n, L)
+        self.mask = torch.from_numpy(np.stack([it[2] for it in items]))  # (n, L) bool
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"ids": self.ids[i], "mask": self.mask[i], "target": self.target[i]}

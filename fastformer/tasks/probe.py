@@ -1,0 +1,98 @@
+"""Synthetic probes (fastformer/data/probes.py) as a task: accuracy vs sequence length for every mixer.
+
+Model: token embedding + learned positions -> ``Encoder(mixer)`` -> a head chosen by the probe's level:
+
+* ``level="sequence"`` (dup, majority, listops): attention pooling + linear, the classification head of Table 4;
+* ``level="token"`` (mqar): one linear layer per position; loss and accuracy only where a target is set.
+
+Matched budgets: every mixer gets the same embedding, positions, ``d_model``, ``n_heads``, ``n_layers``, FFN and head
+(``configs/task/probe.yaml``); the mixers themselves differ in parameter count (e.g. Fastformer shares one mixer
+across layers), which metrics.json records as ``params`` and ``results/probes.md`` reports beside each row.
+"""
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from torch import nn
+from torch.utils.data import DataLoader
+
+from fastformer.data.probes import IGNORE, ProbeDataset, probe_info
+from fastformer.models.classifier import TextClassifier
+from fastformer.tasks.base import Task
+
+log = logging.getLogger(__name__)
+
+
+class ProbeModel(TextClassifier):
+    """``forward(ids (B, N), mask (B, N)) -> logits (B, C)`` (sequence level) or ``(B, N, C)`` (token level)."""
+
+    def __init__(self, *, level: str, **kw):
+        super().__init__(**kw)
+        if level not in ("token", "sequence"):
+            raise ValueError(f"probe level={level!r} is not one of ['token', 'sequence']")
+        self.level = level
+        if level == "token":  # per-position classifier replaces the pooled head
+            self.head = nn.Linear(kw["d_model"], kw["n_classes"])
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.encoder(self.embed(tokens), mask)  # (B, N, D)
+        return self.head(h) if self.level == "token" else self.head(h, mask)  # (B, N, C) | (B, C)
+
+
+def probe_loss_and_correct(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+    """Cross-entropy over the asked positions (token level: target != IGNORE) -> (loss, #correct, #asked)."""
+    logits, target = logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1)  # (M, C), (M,)
+    asked = target != IGNORE
+    loss = F.cross_entropy(logits, target, ignore_index=IGNORE)
+    correct = int((logits.argmax(-1)[asked] == target[asked]).sum())
+    return loss, correct, int(asked.sum())
+
+
+class ProbeTask(Task):
+    name = "probe"
+
+    def setup(self) -> None:
+        d = self.cfg.data
+        self.kind, self.seq_len = str(d.probe), int(d.seq_len)
+        self.params = OmegaConf.to_container(d.params, resolve=True) if d.get("params") else {}
+        self.info = probe_info(self.kind, **self.params)
+        sizes = {"train": int(d.n_train), "val": int(d.n_eval), "test": int(d.n_eval)}
+        ds = {s: ProbeDataset(self.kind, seq_len=self.seq_len, n_samples=n, seed=int(d.data_seed), split=s,
+                              **self.params) for s, n in sizes.items()}
+        tc = self.cfg.task
+        self.train_loader = DataLoader(ds["train"], batch_size=int(tc.batch_size), shuffle=True)
+        self.val_loader, self.test_loader = (DataLoader(ds[s], batch_size=int(tc.eval_batch_size), shuffle=False)
+                                             for s in ("val", "test"))
+        log.info("probe %s: seq_len=%d params=%s sizes=%s", self.kind, self.seq_len, self.params, sizes)
+
+    def build_model(self) -> nn.Module:
+        m = self.cfg.model
+        mixer_kwargs = OmegaConf.to_container(m.mixer, resolve=True)
+        mixer = mixer_kwargs.pop("name")
+        return ProbeModel(level=self.info.level, vocab_size=self.info.vocab_size, n_classes=self.info.n_classes,
+                          d_model=int(m.d_model), n_heads=int(m.n_heads), max_len=self.seq_len, mixer=mixer,
+                          mixer_kwargs=mixer_kwargs, dropout=float(m.dropout),
+                          encoder=OmegaConf.to_container(m.encoder, resolve=True))
+
+    def training_step(self, model, batch) -> tuple[torch.Tensor, int]:
+        loss, _, _ = probe_loss_and_correct(model(batch["ids"], batch["mask"]), batch["target"])
+        return loss, int(batch["mask"].sum())
+
+    def evaluate(self, model, loader) -> dict[str, float]:
+        dev = next(model.parameters()).device
+        correct = asked = 0
+        loss_sum = 0.0
+        for batch in loader:
+            logits = model(batch["ids"].to(dev), batch["mask"].to(dev))
+            loss, c, n = probe_loss_and_correct(logits, batch["target"].to(dev))
+            correct, asked, loss_sum = correct + c, asked + n, loss_sum + float(loss) * n
+        return {"acc": 100.0 * correct / max(asked, 1), "loss": loss_sum / max(asked, 1)}
+
+    def data_info(self) -> dict:
+        return {"data_used": f"synthetic probe {self.kind} (fastformer/data/probes.py)", "probe": self.kind,
+                "seq_len": self.seq_len, "params": self.params, "level": self.info.level,
+                "vocab_size": self.info.vocab_size, "n_classes": self.info.n_classes,
+                "data_seed": int(self.cfg.data.data_seed)}
