@@ -27,8 +27,10 @@ def unsupported_options(m) -> list[str]:
 
 
 def _auto(m, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    if not x.is_cuda:
+        return m._forward(x, mask)
     from fastformer.kernels.fastformer_fn import fastformer_triton_forward
-    return fastformer_triton_forward(m, x, mask) if x.is_cuda else m._forward(x, mask)
+    return fastformer_triton_forward(m, x, mask)
 
 
 def select_core(m, impl: str):

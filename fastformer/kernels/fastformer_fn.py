@@ -112,8 +112,10 @@ def block_diag_scores(w: torch.Tensor, n_heads: int) -> torch.Tensor:
     return (w[:, :, None] * eye[:, None, :]).reshape(-1, n_heads)  # (h, dh, h) -> (D, h)
 
 
-def fastformer_triton_forward(m, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """The ``fastformer`` mixer ``m`` (default sharing, product interaction) with the fused additive part."""
+def fastformer_triton_forward(m, x: torch.Tensor, mask: torch.Tensor | None, *, block_n: int | None = None,
+                              rows_per_program: int | None = None) -> torch.Tensor:
+    """The ``fastformer`` mixer ``m`` (default sharing, product interaction) with the fused additive part;
+    ``block_n`` / ``rows_per_program`` override the launch shape (tests use small ones to exercise tails/splits)."""
     if not (x.is_cuda or interpreting()):
         raise RuntimeError("fastformer impl='triton' needs a CUDA tensor (or TRITON_INTERPRET=1 for CPU tests); "
                            "use impl='auto' to fall back to eager off-GPU")
@@ -125,7 +127,7 @@ def fastformer_triton_forward(m, x: torch.Tensor, mask: torch.Tensor | None) -> 
     else:
         wq, bq = block_diag_scores(m.w_q, m.n_heads), None
         wk, bk = block_diag_scores(m.w_k, m.n_heads), None
-    u = FastformerAdditive.apply(q, k, wq, bq, wk, bk, mask, m.scale)  # (B, N, D); scores in fp32 in-kernel
+    u = FastformerAdditive.apply(q, k, wq, bq, wk, bk, mask, m.scale, block_n, rows_per_program)  # (B, N, D)
     if m.variant == "official":
         return m.transform(u) + q  # Linear(D, D), cuBLAS
     return m.transform(u.view(B, N, m.n_heads, m.d_head)).reshape(B, N, D) + q

@@ -3,8 +3,8 @@
 Both variants reduce to one form: per token n and head j, a score ``s[n, j] = scale * (x_n . W[:, j] + b[j])`` with
 ``W: (D, h)`` (the official ``Linear(D, h)``; the paper's per-head ``w`` as a block-diagonal ``(D, h)``), a masked,
 max-subtracted softmax over n, and a pooled vector per head. Heads are handled inside a program through a one-hot
-``(H_PAD, D_PAD)`` head-membership matrix: ``dot(e, onehot)`` expands per-head values ``(BN, H)`` to columns
-``(BN, D)``, ``dot(y, onehot^T)`` sums columns into heads.
+``(H_PAD, D_PAD)`` head-membership matrix: ``dot(e, onehot)`` / ``sum(v[:, None] * onehot, 0)``
+expand per-head values to columns, ``dot(y, onehot^T)`` sums columns into heads.
 
 Grid of every kernel: ``(B, S)``; program ``(b, s)`` owns rows ``[s * PER, min((s + 1) * PER, N))`` of batch row b in
 blocks of ``BLOCK_N``. The forward pooling kernels write per-program online-softmax partials ``(m, l, acc)``; the next
@@ -27,12 +27,6 @@ def _onehot(D: tl.constexpr, DH: tl.constexpr, D_PAD: tl.constexpr, H_PAD: tl.co
 
 
 @triton.jit
-def _expand(v, onehot):
-    """per-head (H_PAD,) -> per-column (D_PAD,)."""
-    return tl.sum(v[:, None] * onehot, axis=0)
-
-
-@triton.jit
 def _load_w(w_ptr, b_ptr, D: tl.constexpr, H: tl.constexpr, D_PAD: tl.constexpr, H_PAD: tl.constexpr,
             HAS_BIAS: tl.constexpr):
     d = tl.arange(0, D_PAD)
@@ -46,28 +40,14 @@ def _load_w(w_ptr, b_ptr, D: tl.constexpr, H: tl.constexpr, D_PAD: tl.constexpr,
 
 
 @triton.jit
-def _rows(b, s, it, N, PER, BLOCK_N: tl.constexpr, mask_ptr, HAS_MASK: tl.constexpr):
-    """row indices (BN,), in-range rows, real (in range and not padding) rows of block ``it`` of program (b, s)."""
-    rows = s * PER + it * BLOCK_N + tl.arange(0, BLOCK_N)
-    valid = rows < tl.minimum(s * PER + PER, N)
-    real = valid
-    if HAS_MASK:
-        real = valid & (tl.load(mask_ptr + b * N + rows, mask=valid, other=0) != 0)
-    return rows, valid, real
-
-
-@triton.jit
-def _tile_ptrs(base, b, rows, N, D: tl.constexpr, D_PAD: tl.constexpr):
+def _setup_rows(b, s, N, PER, D: tl.constexpr, D_PAD: tl.constexpr, BLOCK_N: tl.constexpr):
+    """program (b, s): first block's rows (BN,), its row limit, element offsets (BN, D_PAD), column mask, #blocks.
+    (Hot loops call no helpers and advance rows/offsets themselves: the interpreter pays per helper call.)"""
     d = tl.arange(0, D_PAD)
-    return base + (b * N + rows).to(tl.int64)[:, None] * D + d[None, :]  # (BN, D_PAD)
-
-
-@triton.jit
-def _scores(x, w, bias, valid, real, scale, PREC: tl.constexpr):
-    """x: (BN, D_PAD) fp32 -> masked scores (BN, H_PAD): NEG at padding, -inf beyond the program's rows."""
-    sc = (tl.dot(x, w, input_precision=PREC) + bias[None, :]) * scale
-    sc = tl.where(real[:, None], sc, NEG)
-    return tl.where(valid[:, None], sc, float("-inf"))
+    rows = s * PER + tl.arange(0, BLOCK_N)
+    end = tl.minimum(s * PER + PER, N)
+    offs = (b * N + rows).to(tl.int64)[:, None] * D + d[None, :]
+    return rows, end, offs, d < D, tl.cdiv(end - s * PER, BLOCK_N)
 
 
 @triton.jit
@@ -83,8 +63,8 @@ def _combine(m_ptr, l_ptr, acc_ptr, b, S, onehot, H_PAD: tl.constexpr, D_PAD: tl
     for s in range(S):
         f = tl.exp(tl.load(m_ptr + (b * S + s) * H_PAD + j) - M)
         L += f * tl.load(l_ptr + (b * S + s) * H_PAD + j)
-        acc += _expand(f, onehot) * tl.load(acc_ptr + (b * S + s) * D_PAD + d)
-    Ld = _expand(L, onehot)
+        acc += tl.sum(f[:, None] * onehot, axis=0) * tl.load(acc_ptr + (b * S + s) * D_PAD + d)
+    Ld = tl.sum(L[:, None] * onehot, axis=0)  # per-head sums spread over columns (D_PAD,)
     return acc / tl.where(Ld > 0, Ld, 1.0), M, L
 
 
@@ -111,19 +91,26 @@ def _pool_fwd(x_ptr, w_ptr, b_ptr, mask_ptr, pm_ptr, pl_ptr, pacc_ptr,  # in: to
     m_i = tl.full([H_PAD], float("-inf"), tl.float32)
     l_i = tl.zeros([H_PAD], tl.float32)
     acc = tl.zeros([D_PAD], tl.float32)
-    for it in range(tl.cdiv(tl.minimum(PER, N - s * PER), BLOCK_N)):
-        rows, valid, real = _rows(b, s, it, N, PER, BLOCK_N, mask_ptr, HAS_MASK)
-        x = tl.load(_tile_ptrs(x_ptr, b, rows, N, D, D_PAD), mask=valid[:, None] & (d < D)[None, :],
-                    other=0.0).to(tl.float32)  # (BN, D_PAD)
+    rows, end, offs, dmask, n_blocks = _setup_rows(b, s, N, PER, D, D_PAD, BLOCK_N)
+    for _ in range(n_blocks):
+        valid = rows < end
+        real = valid
+        if HAS_MASK:
+            real = valid & (tl.load(mask_ptr + b * N + rows, mask=valid, other=0) != 0)
+        x = tl.load(x_ptr + offs, mask=valid[:, None] & dmask[None, :], other=0.0).to(tl.float32)  # (BN, D_PAD)
         if GATE:
             x = x * g[None, :]  # p = k (.) q_glob
-        sc = _scores(x, w, bias, valid, real, scale, PREC)  # (BN, H_PAD)
+        sc = (tl.dot(x, w, input_precision=PREC) + bias[None, :]) * scale  # scores (BN, H_PAD)
+        sc = tl.where(valid[:, None], tl.where(real[:, None], sc, NEG), float("-inf"))
         m_new = tl.maximum(m_i, tl.max(sc, axis=0))
         corr = tl.exp(m_i - m_new)
         e = tl.exp(sc - m_new[None, :])  # (BN, H_PAD)
         l_i = l_i * corr + tl.sum(e, axis=0)
-        acc = acc * _expand(corr, onehot) + tl.sum(tl.dot(e, onehot, input_precision=PREC) * x, axis=0)
+        acc = acc * tl.sum(corr[:, None] * onehot, axis=0) \
+            + tl.sum(tl.dot(e, onehot, input_precision=PREC) * x, axis=0)
         m_i = m_new
+        rows += BLOCK_N
+        offs += BLOCK_N * D
     tl.store(om_ptr + (b * S + s) * H_PAD + j, m_i)
     tl.store(ol_ptr + (b * S + s) * H_PAD + j, l_i)
     tl.store(oacc_ptr + (b * S + s) * D_PAD + d, acc)
@@ -142,11 +129,13 @@ def _gate_fwd(q_ptr, u_ptr, pm_ptr, pl_ptr, pacc_ptr, glob_ptr, stats_ptr, N, S,
         tl.store(glob_ptr + b * D_PAD + d, g)
         tl.store(stats_ptr + b * 2 * H_PAD + j, M)
         tl.store(stats_ptr + b * 2 * H_PAD + H_PAD + j, L)
-    for it in range(tl.cdiv(tl.minimum(PER, N - s * PER), BLOCK_N)):
-        rows, valid, _ = _rows(b, s, it, N, PER, BLOCK_N, q_ptr, False)
-        ld = valid[:, None] & (d < D)[None, :]
-        q = tl.load(_tile_ptrs(q_ptr, b, rows, N, D, D_PAD), mask=ld, other=0.0).to(tl.float32)
-        tl.store(_tile_ptrs(u_ptr, b, rows, N, D, D_PAD), (q * g[None, :]).to(u_ptr.dtype.element_ty), mask=ld)
+    rows, end, offs, dmask, n_blocks = _setup_rows(b, s, N, PER, D, D_PAD, BLOCK_N)
+    for _ in range(n_blocks):
+        ld = (rows < end)[:, None] & dmask[None, :]
+        q = tl.load(q_ptr + offs, mask=ld, other=0.0).to(tl.float32)  # (BN, D_PAD)
+        tl.store(u_ptr + offs, (q * g[None, :]).to(u_ptr.dtype.element_ty), mask=ld)
+        rows += BLOCK_N
+        offs += BLOCK_N * D
 
 
 @triton.jit
@@ -156,12 +145,14 @@ def _dot_rows_bwd(a_ptr, c_ptr, out_ptr, N, S, PER, D: tl.constexpr, D_PAD: tl.c
     s = tl.program_id(1)
     d = tl.arange(0, D_PAD)
     acc = tl.zeros([D_PAD], tl.float32)
-    for it in range(tl.cdiv(tl.minimum(PER, N - s * PER), BLOCK_N)):
-        rows, valid, _ = _rows(b, s, it, N, PER, BLOCK_N, a_ptr, False)
-        ld = valid[:, None] & (d < D)[None, :]
-        a = tl.load(_tile_ptrs(a_ptr, b, rows, N, D, D_PAD), mask=ld, other=0.0).to(tl.float32)
-        c = tl.load(_tile_ptrs(c_ptr, b, rows, N, D, D_PAD), mask=ld, other=0.0).to(tl.float32)
+    rows, end, offs, dmask, n_blocks = _setup_rows(b, s, N, PER, D, D_PAD, BLOCK_N)
+    for _ in range(n_blocks):
+        ld = (rows < end)[:, None] & dmask[None, :]
+        a = tl.load(a_ptr + offs, mask=ld, other=0.0).to(tl.float32)  # (BN, D_PAD)
+        c = tl.load(c_ptr + offs, mask=ld, other=0.0).to(tl.float32)
         acc += tl.sum(a * c, axis=0)
+        rows += BLOCK_N
+        offs += BLOCK_N * D
     tl.store(out_ptr + (b * S + s) * D_PAD + d, acc)
 
 
@@ -197,14 +188,19 @@ def _pool_bwd(x_ptr, dx_ptr, du_ptr, w_ptr, b_ptr, mask_ptr, gate_ptr, glob_ptr,
     dgate = tl.zeros([D_PAD], tl.float32)
     dw = tl.zeros([D_PAD, H_PAD], tl.float32)
     db = tl.zeros([H_PAD], tl.float32)
-    for it in range(tl.cdiv(tl.minimum(PER, N - s * PER), BLOCK_N)):
-        rows, valid, real = _rows(b, s, it, N, PER, BLOCK_N, mask_ptr, HAS_MASK)
-        ld = valid[:, None] & (d < D)[None, :]
-        x = tl.load(_tile_ptrs(x_ptr, b, rows, N, D, D_PAD), mask=ld, other=0.0).to(tl.float32)
+    rows, end, offs, dmask, n_blocks = _setup_rows(b, s, N, PER, D, D_PAD, BLOCK_N)
+    for _ in range(n_blocks):
+        valid = rows < end
+        real = valid
+        if HAS_MASK:
+            real = valid & (tl.load(mask_ptr + b * N + rows, mask=valid, other=0) != 0)
+        ld = valid[:, None] & dmask[None, :]
+        x = tl.load(x_ptr + offs, mask=ld, other=0.0).to(tl.float32)  # (BN, D_PAD)
         y = x
         if GATE:
             y = x * gate[None, :]
-        sc = _scores(y, w, bias, valid, real, scale, PREC)
+        sc = (tl.dot(y, w, input_precision=PREC) + bias[None, :]) * scale  # scores (BN, H_PAD)
+        sc = tl.where(valid[:, None], tl.where(real[:, None], sc, NEG), float("-inf"))
         a = tl.exp(sc - M[None, :]) / L[None, :]  # softmax weights (BN, H_PAD)
         da = tl.dot(y * dg[None, :], tl.trans(onehot), input_precision=PREC)  # <dg, y_n>_head
         ds = tl.where(real[:, None], a * (da - c[None, :]), 0.0)  # d scores (before scale); padding: constant
@@ -216,9 +212,11 @@ def _pool_bwd(x_ptr, dx_ptr, du_ptr, w_ptr, b_ptr, mask_ptr, gate_ptr, glob_ptr,
             dgate += tl.sum(dy * x, axis=0)
             dx = dy * gate[None, :]
         else:
-            du = tl.load(_tile_ptrs(du_ptr, b, rows, N, D, D_PAD), mask=ld, other=0.0).to(tl.float32)
+            du = tl.load(du_ptr + offs, mask=ld, other=0.0).to(tl.float32)
             dx = dy + du * side[None, :]
-        tl.store(_tile_ptrs(dx_ptr, b, rows, N, D, D_PAD), dx.to(dx_ptr.dtype.element_ty), mask=ld)
+        tl.store(dx_ptr + offs, dx.to(dx_ptr.dtype.element_ty), mask=ld)
+        rows += BLOCK_N
+        offs += BLOCK_N * D
     if GATE:
         tl.store(dgate_part_ptr + (b * S + s) * D_PAD + d, dgate)
     tl.store(dw_part_ptr + ((b * S + s) * D_PAD + d[:, None]) * H_PAD + j[None, :], dw)

@@ -1,0 +1,152 @@
+"""Fused Fastformer (``impl="triton"``) against the eager mixer: forward and every gradient, fp32 and bf16, masks,
+tails, several programs per row. On CPU the kernels run in Triton's interpreter (TRITON_INTERPRET=1, small shapes);
+the ``gpu`` tests compile them at realistic shapes. Skipped when triton is not installed."""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():  # must precede the kernels' import: @triton.jit reads it at decoration
+    os.environ["TRITON_INTERPRET"] = "1"
+pytest.importorskip("triton")
+for _mod in ("fastformer.kernels.fastformer_triton", "fastformer.kernels.fastformer_fn"):
+    if _mod in sys.modules:  # imported earlier in this process under other settings
+        importlib.reload(sys.modules[_mod])
+from fastformer.kernels.fastformer_fn import fastformer_triton_forward  # noqa: E402
+from fastformer.mixers import build_mixer  # noqa: E402
+from fastformer.models import Encoder  # noqa: E402
+
+interp = pytest.mark.skipif(torch.cuda.is_available(), reason="interpreter tests run on CPU-only machines")
+gpu = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+ZERO_GRAD = ("query_att.bias", "key_att.bias")  # softmax is shift-invariant: these gradients are 0 in exact math
+
+
+def make(variant: str, D: int, h: int, *, impl: str = "eager", **kw) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_mixer("fastformer", d_model=D, n_heads=h, variant=variant, impl=impl, **kw)
+
+
+def batch(lengths: list[int], N: int, D: int, *, device="cpu", seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(len(lengths), N, D, generator=g).to(device)
+    mask = (torch.arange(N)[None, :] < torch.tensor(lengths)[:, None]).to(device)  # (B, N)
+    return x, mask
+
+
+def fwd_bwd(fn, m, x, mask, w):
+    """output and gradients w.r.t. x and every parameter of ``(fn(x, mask) * w).sum()`` (w: (B, N, D), fp32)."""
+    x = x.detach().requires_grad_(True)
+    y = fn(x, mask)
+    names = ["x"] + [n for n, _ in m.named_parameters()]
+    grads = torch.autograd.grad((y.float() * w).sum(), [x, *m.parameters()])
+    return y, dict(zip(names, grads))
+
+
+def check(got, ref, tol: float, *, norm: bool = False):
+    """max|a - b| <= tol * max|b| (norm=False) or ||a - b|| <= tol * ||b|| per tensor; exact-zero gradients are
+    compared with tol times the largest reference gradient."""
+    y, g = got
+    y_ref, g_ref = ref
+    scale_all = max(v.abs().max().item() for v in g_ref.values())
+    for name, a, b in [("out", y, y_ref)] + [(n, g[n], g_ref[n]) for n in g_ref]:
+        a, b = a.float(), b.float()
+        if norm:
+            err, size = (a - b).norm().item(), b.norm().item()
+        else:
+            err, size = (a - b).abs().max().item(), b.abs().max().item()
+        if name in ZERO_GRAD:
+            size = scale_all
+        assert err <= tol * size, f"{name}: error {err:.3g} > {tol} x {size:.3g}"
+
+
+# (variant, sharing, D, h, lengths, N, block_n, rows_per_program, also without mask): head dims 16..128, tails,
+# padding, all-padding rows, one or several programs per batch row, several blocks per program
+CASES = [
+    ("paper", "qv+layer", 32, 2, [37, 20, 0], 37, 16, 32, True),
+    ("paper", "qv+head", 48, 3, [29, 29], 29, 16, None, False),
+    ("paper", "qv", 64, 2, [40, 7], 40, 16, 16, False),
+    ("official", "qv+layer", 32, 2, [37, 20, 0], 37, 16, 32, True),
+    ("official", "qv", 48, 3, [21, 3], 21, 16, 48, False),
+    ("official", "qv+layer", 128, 1, [19, 11], 19, 16, None, False),
+]
+
+
+@interp
+@pytest.mark.parametrize("variant,sharing,D,h,lengths,N,bn,per,no_mask", CASES)
+def test_fp32_matches_eager(variant, sharing, D, h, lengths, N, bn, per, no_mask):
+    m = make(variant, D, h, sharing=sharing)
+    x, mask = batch(lengths, N, D)
+    w = torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
+    for mk in (mask, None) if no_mask else (mask,):
+        fused = fwd_bwd(lambda z, k: fastformer_triton_forward(m, z, k, block_n=bn, rows_per_program=per), m, x, mk, w)
+        check(fused, fwd_bwd(m, m, x, mk, w), 1e-5)
+
+
+@interp
+@pytest.mark.parametrize("variant", ["paper", "official"])
+def test_bf16_matches_eager(variant):
+    m32 = make(variant, 64, 4)
+    m16 = make(variant, 64, 4).to(torch.bfloat16)
+    x, mask = batch([45, 20], 45, 64)
+    w = torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
+    fused = fwd_bwd(lambda z, k: fastformer_triton_forward(m16, z, k, block_n=16, rows_per_program=32), m16,
+                    x.bfloat16(), mask, w)
+    check(fused, fwd_bwd(m32, m32, x, mask, w), 1e-2, norm=True)  # against fp32 eager (the exact math)
+    check(fused, fwd_bwd(m16, m16, x.bfloat16(), mask, w), 1e-2, norm=True)  # against bf16 eager
+
+
+@interp
+def test_mixer_impl_triton_and_padding_invariance():
+    """impl='triton' through the mixer's own forward (default launch shape); padded content cannot leak."""
+    m, ref = make("paper", 32, 2, impl="triton"), make("paper", 32, 2)
+    x, mask = batch([30, 12], 30, 32)
+    y = m(x, mask)
+    torch.testing.assert_close(y, ref(x, mask), rtol=1e-5, atol=1e-6)
+    x2 = x.clone()
+    x2[~mask] = 100 * torch.randn(int((~mask).sum()), 32)
+    torch.testing.assert_close(m(x2, mask)[mask], y[mask], rtol=1e-5, atol=1e-6)
+
+
+@interp
+def test_encoder_with_shared_triton_mixer():
+    """Two post-LN blocks sharing one mixer (sharing='qv+layer'): the fused path's gradients accumulate correctly."""
+    kw = dict(d_model=32, n_heads=2, n_layers=2, d_ff=32, dropout=0.0, max_len=24)
+    torch.manual_seed(0)
+    enc_ref = Encoder(mixer_kwargs={"impl": "eager"}, **kw)
+    enc = Encoder(mixer_kwargs={"impl": "triton"}, **kw)
+    enc.load_state_dict(enc_ref.state_dict())
+    x, mask = batch([24, 9], 24, 32)
+    for e in (enc_ref, enc):
+        e(x, mask)[mask].square().mean().backward()
+    for (name, p), p_ref in zip(enc.named_parameters(), enc_ref.parameters()):
+        torch.testing.assert_close(p.grad, p_ref.grad, rtol=1e-4, atol=1e-7, msg=name)
+
+
+def test_unsupported_options_raise_and_auto_falls_back():
+    for bad in (dict(interaction="add"), dict(sharing="none"), dict(pooling="mean"), dict(dropout=0.1),
+                dict(output_transform=False), dict(key_branch=False), dict(global_key_from="k")):
+        with pytest.raises(ValueError, match="impl='triton' fuses only"):
+            make("paper", 32, 2, impl="triton", **bad)
+    x, mask = batch([10, 4], 10, 32)
+    for opts in ({}, dict(interaction="add")):  # on CPU tensors "auto" is exactly eager
+        torch.testing.assert_close(make("paper", 32, 2, impl="auto", **opts)(x, mask),
+                                   make("paper", 32, 2, **opts)(x, mask), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("variant", ["paper", "official"])
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 1e-2)])
+@pytest.mark.parametrize("D,h", [(256, 16), (512, 4)])
+@pytest.mark.parametrize("mark", [pytest.param(0, marks=gpu)])
+def test_gpu_matches_eager(variant, dtype, tol, D, h, mark):
+    """Compiled kernels at realistic shapes (tails, padding) against eager fp32; bf16 under autocast as in training."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    m, ref = make(variant, D, h, impl="triton").cuda(), make(variant, D, h).cuda()
+    x, mask = batch([1000, 1000, 517, 1, 0, 999, 640, 1000], 1000, D, device="cuda")
+    w = torch.randn(x.shape, device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        fused = fwd_bwd(m, m, x, mask, w)
+    check(fused, fwd_bwd(ref, ref, x, mask, w), tol, norm=dtype != torch.float32)
