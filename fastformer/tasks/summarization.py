@@ -1,0 +1,170 @@
+"""Abstractive summarisation (CNN/DailyMail, PubMed; paper Table 6): encoder(mixer) + Transformer decoder, ROUGE.
+
+Training: teacher forcing, token-level cross-entropy (``task.label_smoothing``, default 0 = the paper's plain
+cross-entropy). Model selection (``monitor``, configs/task/summarization.yaml): ``neg_loss`` = minus the validation
+token NLL (no smoothing) -- cheap and deterministic, the usual fairseq criterion; the paper does not say how it picked
+epochs. Validation also reports ROUGE on its first ``task.val_rouge_docs`` documents (informational, or a monitor).
+Test: ROUGE-1/2/L/Lsum F1 (fastformer.metrics.rouge) of beam-search summaries against the untruncated references,
+plus the lead-3 baseline on the same documents with the same scorer (``lead3_*``).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from torch.utils.data import DataLoader, Dataset
+
+from fastformer.data.subword import BOS, EOS, PAD, SubwordVocab, cached_bpe
+from fastformer.data.summarization import Example, load_summarization
+from fastformer.metrics.rouge import lead_baseline, rouge
+from fastformer.models.generate import generate
+from fastformer.models.seq2seq import Seq2Seq
+from fastformer.tasks.base import Task
+
+log = logging.getLogger(__name__)
+
+
+class SummaryDataset(Dataset):
+    """Examples tokenised on access: item = (source ids <= max_src, target ids <= max_tgt, index)."""
+
+    def __init__(self, examples: list[Example], vocab: SubwordVocab, *, max_src: int, max_tgt: int):
+        self.examples, self.vocab, self.max_src, self.max_tgt = examples, vocab, max_src, max_tgt
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> tuple[list[int], list[int], int]:
+        ex = self.examples[i]
+        return self.vocab.encode(ex.source, self.max_src), self.vocab.encode(ex.target, self.max_tgt), i
+
+
+def collate(items: list[tuple[list[int], list[int], int]]) -> dict[str, torch.Tensor]:
+    """-> src (B, N), src_mask (B, N) bool, tgt_in = <s> y (B, T+1), tgt_out = y </s> (B, T+1) pad-filled, idx (B,)."""
+    B = len(items)
+    N = max(max(len(s), 1) for s, _, _ in items)
+    T = max(len(t) for _, t, _ in items) + 1
+    src = torch.full((B, N), PAD, dtype=torch.long)
+    tgt_in = torch.full((B, T), PAD, dtype=torch.long)
+    tgt_out = torch.full((B, T), PAD, dtype=torch.long)
+    for b, (s, t, _) in enumerate(items):
+        s = s or [EOS]  # an empty document still has one real token
+        src[b, :len(s)] = torch.tensor(s)
+        tgt_in[b, :len(t) + 1] = torch.tensor([BOS] + t)
+        tgt_out[b, :len(t) + 1] = torch.tensor(t + [EOS])
+    return {"src": src, "src_mask": src != PAD, "tgt_in": tgt_in, "tgt_out": tgt_out,
+            "idx": torch.tensor([i for _, _, i in items])}
+
+
+class SummarizationTask(Task):
+    name = "summarization"
+
+    def setup(self) -> None:
+        d, tc = self.cfg.data, self.cfg.task
+        files = OmegaConf.to_container(d.files, resolve=True) if OmegaConf.is_config(d.files) else d.files
+        self.splits, self.file_info = load_summarization(
+            root=d.root, subdir=d.subdir, files=files, val_fraction=float(d.val_fraction),
+            test_fraction=float(d.test_fraction), split_seed=int(d.split_seed),
+            limit={"train": d.get("max_train"), "validation": d.get("max_eval"), "test": d.get("max_eval")})
+        train = self.splits["train"]
+        n_vocab_docs = d.get("vocab_train_docs") or len(train)
+        texts = [t for ex in train[:n_vocab_docs] for t in (ex.source, ex.target)]
+        self.vocab, self.vocab_path = cached_bpe(texts, vocab_size=int(d.vocab_size), cache_dir=d.get("cache_dir"))
+        self.max_src, self.max_tgt = int(d.max_src_len), int(d.max_tgt_len)
+        ds = {s: SummaryDataset(exs, self.vocab, max_src=self.max_src, max_tgt=self.max_tgt)
+              for s, exs in self.splits.items()}
+        bs, ebs, nw = int(tc.batch_size), int(tc.eval_batch_size), int(tc.num_workers)
+        self.train_loader = DataLoader(ds["train"], batch_size=bs, shuffle=True, collate_fn=collate, num_workers=nw)
+        self.val_loader = DataLoader(ds["validation"], batch_size=ebs, collate_fn=collate, num_workers=nw)
+        self.test_loader = DataLoader(ds["test"], batch_size=ebs, collate_fn=collate, num_workers=nw)
+        n_val_gen = min(int(tc.val_rouge_docs), len(ds["validation"]))
+        self.val_gen_loader = DataLoader(torch.utils.data.Subset(ds["validation"], range(n_val_gen)),
+                                         batch_size=ebs, collate_fn=collate, num_workers=nw) if n_val_gen else None
+        log.info("summarization data: %s; vocab %d (%s)", self.file_info, len(self.vocab), self.vocab_path)
+
+    def build_model(self) -> torch.nn.Module:
+        m = self.cfg.model
+        mixer_kwargs = OmegaConf.to_container(m.mixer, resolve=True)
+        mixer = mixer_kwargs.pop("name")
+        enc = OmegaConf.to_container(m.encoder, resolve=True)
+        return Seq2Seq(vocab_size=len(self.vocab), d_model=int(m.d_model), n_heads=int(m.n_heads),
+                       encoder=dict(enc, mixer=mixer, mixer_kwargs=mixer_kwargs, max_len=self.max_src),
+                       dec_layers=int(m.dec_layers), dec_d_ff=int(m.dec_d_ff), dropout=float(m.dropout),
+                       attn_dropout=float(m.attn_dropout), max_tgt_len=self.max_tgt + 1, pad_id=PAD,
+                       tie_embeddings=bool(m.tie_embeddings))
+
+    def training_step(self, model, batch) -> tuple[torch.Tensor, int]:
+        logits = model(batch["src"], batch["src_mask"], batch["tgt_in"])  # (B, T, V)
+        loss = F.cross_entropy(logits.float().transpose(1, 2), batch["tgt_out"], ignore_index=PAD,
+                               label_smoothing=float(self.cfg.task.label_smoothing))
+        return loss, int(batch["src_mask"].sum() + (batch["tgt_out"] != PAD).sum())
+
+    def _nll(self, model, loader, device) -> float:
+        total, count = 0.0, 0
+        for batch in loader:
+            logits = model(batch["src"].to(device), batch["src_mask"].to(device), batch["tgt_in"].to(device))
+            tgt = batch["tgt_out"].to(device)
+            total += F.cross_entropy(logits.float().transpose(1, 2), tgt, ignore_index=PAD, reduction="sum").item()
+            count += int((tgt != PAD).sum())
+        return total / max(count, 1)
+
+    def summarize(self, model, loader) -> tuple[list[str], list[Example]]:
+        """Generate a summary for every document of ``loader`` -> (predictions, their examples)."""
+        g, device = self.cfg.task.generate, next(model.parameters()).device
+        max_len = int(g.max_len) if g.get("max_len") else self.max_tgt
+        preds, exs = [], []
+        for batch in loader:
+            ids = generate(model, batch["src"].to(device), batch["src_mask"].to(device), bos=BOS, eos=EOS, pad=PAD,
+                           beam=int(g.beam), max_len=max_len + 1, min_len=min(int(g.min_len), max_len),
+                           length_penalty=float(g.length_penalty),
+                           no_repeat_ngram=int(g.no_repeat_ngram))
+            preds += [self.vocab.decode(s) for s in ids]
+            exs += [self._example(loader, int(i)) for i in batch["idx"]]
+        return preds, exs
+
+    @staticmethod
+    def _example(loader: DataLoader, i: int) -> Example:
+        ds = loader.dataset
+        base = ds.dataset if isinstance(ds, torch.utils.data.Subset) else ds
+        return base.examples[i]
+
+    def evaluate(self, model, loader) -> dict[str, float]:
+        device = next(model.parameters()).device
+        nll = self._nll(model, loader, device)
+        out = {"loss": nll, "neg_loss": -nll}
+        gen_loader = self.val_gen_loader if loader is self.val_loader else loader
+        if gen_loader is None:
+            return out
+        preds, exs = self.summarize(model, gen_loader)
+        refs = [e.target for e in exs]
+        out.update(rouge(preds, refs))
+        out["gen_len_words"] = sum(len(p.split()) for p in preds) / len(preds)
+        if loader is self.test_loader:
+            out.update({f"lead3_{k}": v for k, v in lead_baseline([e.source for e in exs], refs).items()})
+            self._dump(preds, exs)
+        return out
+
+    def _dump(self, preds: list[str], exs: list[Example]) -> None:
+        """Write test summaries next to metrics.json (inspectable outputs, not just numbers)."""
+        try:
+            from hydra.core.hydra_config import HydraConfig
+            run_dir = Path(HydraConfig.get().runtime.output_dir)
+        except Exception:  # not under Hydra (tests, notebooks): nothing to write next to
+            return
+        import json
+        with open(run_dir / "test_summaries.jsonl", "w", encoding="utf-8") as f:
+            for p, e in zip(preds, exs):
+                f.write(json.dumps({"id": e.id, "prediction": p, "reference": e.target}) + "\n")
+
+    def data_info(self) -> dict:
+        d, g = self.cfg.data, self.cfg.task.generate
+        return {"data_used": f"{d.name}: {self.file_info['files']}", "sizes": self.file_info["sizes"],
+                "vocab": f"byte-level BPE, {len(self.vocab)} entries, trained on the training split",
+                "max_src_len": self.max_src, "max_tgt_len": self.max_tgt,
+                "decode": f"{'greedy' if int(g.beam) == 1 else f'beam {int(g.beam)}'}, length_penalty "
+                          f"{float(g.length_penalty)}, min_len {int(g.min_len)}, max_len "
+                          f"{int(g.max_len) if g.get('max_len') else self.max_tgt} tokens, no_repeat_ngram "
+                          f"{int(g.no_repeat_ngram)}",
+                "rouge": "rouge-score, stemming, F1; R-L = rougeLsum (sentence-split, newline-joined)"}
