@@ -23,15 +23,19 @@ import torch
 from torch import nn
 
 
-def _banned_ngram_tokens(seq: list[int], n: int) -> list[int]:
-    """Tokens that would complete an n-gram already present in ``seq``."""
-    if n <= 0 or len(seq) < n - 1:
-        return []
-    prefix = tuple(seq[len(seq) - (n - 1):]) if n > 1 else ()
-    return [seq[i + n - 1] for i in range(len(seq) - n + 1) if tuple(seq[i:i + n - 1]) == prefix]
+def _block_repeated_ngrams(logp: torch.Tensor, seqs: torch.Tensor, n: int) -> None:
+    """Set to -inf (in place) every token that would complete an n-gram already present in its row of ``seqs``."""
+    R, t = seqs.shape
+    if n <= 0 or t < n:
+        return
+    grams = seqs.unfold(1, n, 1)  # (R, t-n+1, n) all n-grams so far
+    prefix = seqs[:, t - (n - 1):]  # (R, n-1) the last n-1 tokens
+    match = (grams[:, :, : n - 1] == prefix[:, None, :]).all(dim=-1)  # (R, t-n+1)
+    rows, cols = match.nonzero(as_tuple=True)
+    logp[rows, grams[rows, cols, n - 1]] = -math.inf
 
 
-def _log_probs(model: nn.Module, tokens: torch.Tensor, state, step: int, seqs: list[list[int]], *, eos: int,
+def _log_probs(model: nn.Module, tokens: torch.Tensor, state, step: int, seqs: torch.Tensor, *, eos: int,
                banned: Iterable[int], min_len: int, max_len: int, no_repeat_ngram: int) -> torch.Tensor:
     logp = torch.log_softmax(model.step(tokens, state).float(), dim=-1)  # (R, V)
     logp[:, list(banned)] = -math.inf
@@ -41,11 +45,7 @@ def _log_probs(model: nn.Module, tokens: torch.Tensor, state, step: int, seqs: l
         keep = logp[:, eos].clone()
         logp.fill_(-math.inf)
         logp[:, eos] = keep
-    if no_repeat_ngram > 0:
-        for r, seq in enumerate(seqs):
-            bad = _banned_ngram_tokens(seq, no_repeat_ngram)
-            if bad:
-                logp[r, bad] = -math.inf
+    _block_repeated_ngrams(logp, seqs, no_repeat_ngram)
     return logp
 
 
@@ -57,11 +57,13 @@ def greedy_search(model: nn.Module, src: torch.Tensor, src_mask: torch.Tensor, *
     B = src.shape[0]
     tokens = torch.full((B, 1), bos, dtype=torch.long, device=src.device)
     seqs: list[list[int]] = [[] for _ in range(B)]
+    history = torch.zeros(B, 0, dtype=torch.long, device=src.device)  # (B, t) generated so far
     done = [False] * B
     for step in range(max_len):
-        logp = _log_probs(model, tokens, state, step, seqs, eos=eos, banned=(pad, bos), min_len=min_len,
+        logp = _log_probs(model, tokens, state, step, history, eos=eos, banned=(pad, bos), min_len=min_len,
                           max_len=max_len, no_repeat_ngram=no_repeat_ngram)
         nxt = logp.argmax(dim=-1)  # (B,)
+        history = torch.cat([history, nxt[:, None]], dim=1)
         for b, t in enumerate(nxt.tolist()):
             if not done[b]:
                 if t == eos:
@@ -87,7 +89,7 @@ def beam_search(model: nn.Module, src: torch.Tensor, src_mask: torch.Tensor, *, 
     tokens = torch.full((B * K, 1), bos, dtype=torch.long, device=src.device)
     scores = torch.full((B, K), -math.inf, device=src.device)
     scores[:, 0] = 0.0  # all beams start identical: keep one
-    seqs: list[list[int]] = [[] for _ in range(B * K)]
+    seqs = torch.zeros(B * K, 0, dtype=torch.long, device=src.device)  # (B*K, t) live hypotheses
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]
     done = [False] * B
     for step in range(max_len):
@@ -105,7 +107,7 @@ def beam_search(model: nn.Module, src: torch.Tensor, src_mask: torch.Tensor, *, 
                         break
                     k, tok = divmod(flat, V)
                     if tok == eos:
-                        finished[b].append((s / (step + 1) ** length_penalty, seqs[b * K + k]))
+                        finished[b].append((s / (step + 1) ** length_penalty, seqs[b * K + k].tolist()))
                     else:
                         live.append((b * K + k, tok, s))
                 done[b] = _is_done(finished[b], live, K=K, step=step, max_len=max_len, alpha=length_penalty)
@@ -116,9 +118,9 @@ def beam_search(model: nn.Module, src: torch.Tensor, src_mask: torch.Tensor, *, 
         if all(done):
             break
         index = torch.tensor(rows, device=src.device)
-        seqs = [seqs[r] + [t] for r, t in zip(rows, new_tok)]
         scores = torch.tensor(new_scores, device=src.device).view(B, K)
         tokens = torch.tensor(new_tok, device=src.device)[:, None]  # (B*K, 1)
+        seqs = torch.cat([seqs.index_select(0, index), tokens], dim=1)  # (B*K, t+1)
         state = model.reorder_state(state, index)
     best = [max(f, key=lambda x: x[0]) if f else (-math.inf, []) for f in finished]
     return [list(seq) for _, seq in best], [s for s, _ in best]
