@@ -48,7 +48,8 @@ class FastformerAdditive(torch.autograd.Function):
         f32 = dict(device=q.device, dtype=torch.float32)
         m8 = mask.contiguous().view(torch.uint8) if mask is not None else q  # dummy pointer when no mask
         consts = dict(D=D, H=H, DH=D // H, D_PAD=D_pad, H_PAD=H_pad, BLOCK_N=bn)
-        prec = "ieee" if q.dtype == torch.float32 else "tf32"
+        prec = "ieee" if q.dtype == torch.float32 else "tf32"  # dots take fp32 tiles; tf32 suffices for 16-bit inputs
+        nw = 8 if D_pad * bn >= 8192 else 4  # warps: keep the (BLOCK_N, D) fp32 tiles out of local memory
         part_q = (torch.empty(B, S, H_pad, **f32), torch.empty(B, S, H_pad, **f32), torch.empty(B, S, D_pad, **f32))
         part_k = (torch.empty(B, S, H_pad, **f32), torch.empty(B, S, H_pad, **f32), torch.empty(B, S, D_pad, **f32))
         q_glob, k_glob = torch.empty(B, D_pad, **f32), torch.empty(B, D_pad, **f32)
@@ -58,20 +59,20 @@ class FastformerAdditive(torch.autograd.Function):
         grid = (B, S)
         _pool_fwd[grid](q, w_q, b_q if b_q is not None else dummy_b, m8, *part_q, *part_q, q_glob, st_q,
                         N, S, per, scale, **consts, HAS_MASK=mask is not None, HAS_BIAS=b_q is not None,
-                        GATE=False, PREC=prec)
+                        GATE=False, PREC=prec, num_warps=nw)
         _pool_fwd[grid](k, w_k, b_k if b_k is not None else dummy_b, m8, *part_q, *part_k, q_glob, st_q,
                         N, S, per, scale, **consts, HAS_MASK=mask is not None, HAS_BIAS=b_k is not None,
-                        GATE=True, PREC=prec)
+                        GATE=True, PREC=prec, num_warps=nw)
         _gate_fwd[grid](q, u, *part_k, k_glob, st_k, N, S, per, D=D, DH=D // H, D_PAD=D_pad, H_PAD=H_pad,
-                        BLOCK_N=bn)
+                        BLOCK_N=bn, num_warps=nw)
         ctx.save_for_backward(q, k, w_q, b_q, w_k, b_k, mask, q_glob, k_glob, st_q, st_k)
-        ctx.cfg = (scale, bn, per, S, D_pad, H_pad, prec)
+        ctx.cfg = (scale, bn, per, S, D_pad, H_pad, prec, nw)
         return u
 
     @staticmethod
     def backward(ctx, du):
         q, k, w_q, b_q, w_k, b_k, mask, q_glob, k_glob, st_q, st_k = ctx.saved_tensors
-        scale, bn, per, S, D_pad, H_pad, prec = ctx.cfg
+        scale, bn, per, S, D_pad, H_pad, prec, nw = ctx.cfg
         B, N, D = q.shape
         H = w_q.shape[1]
         du = du.contiguous()
@@ -80,17 +81,17 @@ class FastformerAdditive(torch.autograd.Function):
         consts = dict(D=D, H=H, DH=D // H, D_PAD=D_pad, H_PAD=H_pad, BLOCK_N=bn)
         grid = (B, S)
         dkg_part = torch.empty(B, S, D_pad, **f32)  # d k_glob = sum_n dU_n (.) q_n
-        _dot_rows_bwd[grid](du, q, dkg_part, N, S, per, D=D, D_PAD=D_pad, BLOCK_N=bn)
+        _dot_rows_bwd[grid](du, q, dkg_part, N, S, per, D=D, D_PAD=D_pad, BLOCK_N=bn, num_warps=nw)
         dk, dq = torch.empty_like(k), torch.empty_like(q)
         dqg_part = torch.empty(B, S, D_pad, **f32)  # d q_glob partials
         dw_k, db_k = torch.empty(B, S, D_pad, H_pad, **f32), torch.empty(B, S, H_pad, **f32)
         dw_q, db_q = torch.empty(B, S, D_pad, H_pad, **f32), torch.empty(B, S, H_pad, **f32)
         _pool_bwd[grid](k, dk, du, w_k, b_k if b_k is not None else w_k, m8, q_glob, k_glob, st_k, dkg_part,
                         k_glob, dqg_part, dw_k, db_k, N, S, per, scale, **consts, HAS_MASK=mask is not None,
-                        HAS_BIAS=b_k is not None, GATE=True, PREC=prec)
+                        HAS_BIAS=b_k is not None, GATE=True, PREC=prec, num_warps=nw)
         _pool_bwd[grid](q, dq, du, w_q, b_q if b_q is not None else w_q, m8, q_glob, q_glob, st_q, dqg_part,
                         k_glob, dqg_part, dw_q, db_q, N, S, per, scale, **consts, HAS_MASK=mask is not None,
-                        HAS_BIAS=b_q is not None, GATE=False, PREC=prec)
+                        HAS_BIAS=b_q is not None, GATE=False, PREC=prec, num_warps=nw)
 
         def red(part, w):  # (B, S, D_pad, H_pad) or (B, S, H_pad) partials -> parameter gradient
             if w is None:

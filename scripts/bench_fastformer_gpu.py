@@ -1,0 +1,209 @@
+"""GPU benchmark of the fused Fastformer (issue 7) beside SDPA, eager and torch.compile, in one run on one card.
+
+    python scripts/bench_fastformer_gpu.py                       # -> results/gpu_fastformer_<card>.md
+    python scripts/bench_fastformer_gpu.py --lengths 512,4096 --tokens 524288 --skip-e2e --profile
+
+Part 1, token mixer only (projections included, no FFN), forward + backward with the input requiring grad (as for a
+non-first layer), d=256, h=16, bf16 autocast: million tokens/s and ms per call for 524,288 and 65,536 tokens per
+batch (batch = tokens / N) over N = 512 ... 32,768. Part 2, the classifier training step (embedding 50k x 256 ->
+Encoder(2 layers, mixer, FFN 256, post-LN) -> AttentionPooling -> linear, Adam), batch 64, N = 512/1024/2048, ms per
+step. Timing: CUDA events around each call after warm-up, synchronised, median; OOM recorded as OOM. Needs CUDA.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import re
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from fastformer.kernels import TRITON_AVAILABLE  # noqa: E402
+from fastformer.mixers import build_mixer  # noqa: E402
+from fastformer.models import AttentionPooling, Encoder  # noqa: E402
+
+IMPLS = ("sdpa", "eager", "compile", "triton")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ints = lambda s: [int(v) for v in s.split(",") if v]  # noqa: E731
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tokens", type=ints, default=[524288, 65536], help="tokens per batch (batch = tokens / N)")
+    p.add_argument("--lengths", type=ints, default=[512, 1024, 2048, 4096, 8192, 16384, 32768])
+    p.add_argument("--e2e-lengths", type=ints, default=[512, 1024, 2048])
+    p.add_argument("--impls", default=",".join(IMPLS), help=f"subset of {IMPLS}")
+    p.add_argument("--variant", default="official", choices=["official", "paper"], help="Fastformer variant")
+    p.add_argument("--d-model", type=int, default=256)
+    p.add_argument("--heads", type=int, default=16)
+    p.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"], help="autocast dtype (fp32: none)")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--iters", type=int, default=20)
+    p.add_argument("--skip-e2e", action="store_true")
+    p.add_argument("--profile", action="store_true", help="append a torch.profiler table of one triton mixer call")
+    p.add_argument("--out", type=Path, default=ROOT / "results")
+    return p.parse_args(argv)
+
+
+def timed(step, warmup: int, iters: int) -> tuple[str, float]:
+    """('ok', median seconds) of ``step()`` with CUDA events, or ('OOM' | 'error: ...', nan)."""
+    try:
+        for _ in range(warmup):
+            step()
+        times = []
+        for _ in range(iters):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize()
+            start.record()
+            step()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)
+        return "ok", statistics.median(times)
+    except torch.cuda.OutOfMemoryError:
+        status = "OOM"
+    except Exception as err:  # noqa: BLE001 -- recorded in the table, never dropped
+        status = f"error: {type(err).__name__}: {str(err).splitlines()[0][:120]}"
+    torch.cuda.empty_cache()
+    return status, float("nan")
+
+
+def mixer(impl: str, a: argparse.Namespace) -> nn.Module:
+    if impl == "sdpa":
+        return build_mixer("transformer", d_model=a.d_model, n_heads=a.heads)
+    return build_mixer("fastformer", d_model=a.d_model, n_heads=a.heads, variant=a.variant, impl=impl)
+
+
+def mixer_step(m: nn.Module, B: int, N: int, a: argparse.Namespace, amp: torch.dtype | None):
+    x = torch.randn(B, N, a.d_model, device="cuda", requires_grad=True)
+    gy = torch.randn(B, N, a.d_model, device="cuda", dtype=amp or torch.float32)
+
+    def step() -> None:
+        for p in m.parameters():
+            p.grad = None
+        x.grad = None
+        with torch.autocast("cuda", dtype=amp or torch.float32, enabled=amp is not None):
+            y = m(x)
+        y.backward(gy.to(y.dtype))
+    return step
+
+
+class Classifier(nn.Module):
+    """The paper's classification model: embedding -> Encoder -> attention pooling -> linear."""
+
+    def __init__(self, mixer_name: str, mixer_kwargs: dict, N: int, a: argparse.Namespace, vocab=50000, classes=5):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, a.d_model)
+        self.enc = Encoder(d_model=a.d_model, n_heads=a.heads, n_layers=2, mixer=mixer_name, mixer_kwargs=mixer_kwargs,
+                           d_ff=256, dropout=0.2, norm_position="post", max_len=N)
+        self.pool, self.fc = AttentionPooling(a.d_model), nn.Linear(a.d_model, classes)
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.enc(self.emb(tokens), mask), mask))  # (B, classes)
+
+
+def e2e_step(impl: str, N: int, a: argparse.Namespace, amp: torch.dtype | None):
+    name, kw = ("transformer", {}) if impl == "sdpa" else ("fastformer", {"variant": a.variant, "impl": impl})
+    model = Classifier(name, kw, N, a).cuda().train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    g = torch.Generator(device="cuda").manual_seed(0)
+    tokens = torch.randint(0, 50000, (64, N), device="cuda", generator=g)
+    mask = torch.arange(N, device="cuda")[None] < torch.randint(N // 2, N + 1, (64, 1), device="cuda", generator=g)
+    labels = torch.randint(0, 5, (64,), device="cuda", generator=g)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=amp or torch.float32, enabled=amp is not None):
+            loss = nn.functional.cross_entropy(model(tokens, mask).float(), labels)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def check_triton(a: argparse.Namespace, amp: torch.dtype | None) -> str:
+    """one-shot agreement of the triton mixer with eager (output, relative L2) at B=4, N=1000 with padding."""
+    torch.manual_seed(0)
+    m_e, m_t = mixer("eager", a).cuda(), mixer("triton", a).cuda()
+    m_t.load_state_dict(m_e.state_dict())
+    x = torch.randn(4, 1000, a.d_model, device="cuda")
+    mask = torch.arange(1000, device="cuda")[None] < torch.tensor([[1000], [517], [1], [999]], device="cuda")
+    with torch.no_grad(), torch.autocast("cuda", dtype=amp or torch.float32, enabled=amp is not None):
+        ye, yt = m_e(x, mask).float()[mask], m_t(x, mask).float()[mask]
+    return f"triton vs eager forward (B=4, N=1000, padded): relative L2 error {((yt - ye).norm() / ye.norm()):.2e}"
+
+
+def main(argv=None) -> Path:
+    a = parse_args(argv)
+    if not torch.cuda.is_available():
+        raise SystemExit("bench_fastformer_gpu.py needs a CUDA GPU (torch.cuda.is_available() is False); "
+                         "CPU numbers come from `make bench`")
+    impls = [i for i in a.impls.split(",") if i]
+    bad = sorted(set(impls) - set(IMPLS))
+    if bad:
+        raise SystemExit(f"--impls: unknown {bad}; choose from {list(IMPLS)}")
+    if "triton" in impls and not TRITON_AVAILABLE:
+        raise SystemExit("--impls includes triton but the triton package is missing: pip install -e '.[triton]'")
+    amp = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[a.dtype]
+    card = torch.cuda.get_device_name()
+    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                         text=True).stdout.strip()
+    import triton  # noqa: PLC0415 (present: checked above when used)
+    lines = [f"# Fused Fastformer on {card}", "",
+             f"{datetime.date.today()}, git {sha or '?'}, torch {torch.__version__} (CUDA {torch.version.cuda}), "
+             f"triton {triton.__version__}, autocast {a.dtype}, Fastformer variant={a.variant}, d={a.d_model}, "
+             f"h={a.heads}; CUDA-event median of {a.iters} calls after {a.warmup} warm-up calls.", ""]
+    if "triton" in impls:
+        lines += [check_triton(a, amp), ""]
+    for T in a.tokens:
+        lines += [f"## Mixer forward + backward, {T:,} tokens per batch: M tokens/s (ms per call)", "",
+                  "| impl | " + " | ".join(f"N={N}" for N in a.lengths) + " |", "|---" * (len(a.lengths) + 1) + "|"]
+        for impl in impls:
+            cells = []
+            for N in a.lengths:
+                if T // N < 1:
+                    cells.append("–")
+                    continue
+                m = mixer(impl, a).cuda()
+                status, sec = timed(mixer_step(m, T // N, N, a, amp), a.warmup, a.iters)
+                cells.append(f"{T // N * N / sec / 1e6:.1f} ({sec * 1e3:.2f})" if status == "ok" else status)
+                print(f"[mixer] {impl} T={T} N={N}: {cells[-1]}", flush=True)
+                del m
+                torch.cuda.empty_cache()
+            lines.append(f"| {impl} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if not a.skip_e2e:
+        lines += ["## Classifier training step (batch 64, 2 layers, FFN 256, post-LN, Adam): ms per step", "",
+                  "| impl | " + " | ".join(f"N={N}" for N in a.e2e_lengths) + " |",
+                  "|---" * (len(a.e2e_lengths) + 1) + "|"]
+        for impl in impls:
+            cells = []
+            for N in a.e2e_lengths:
+                status, sec = timed(e2e_step(impl, N, a, amp), a.warmup, a.iters)
+                cells.append(f"{sec * 1e3:.2f}" if status == "ok" else status)
+                print(f"[e2e] {impl} N={N}: {cells[-1]}", flush=True)
+                torch.cuda.empty_cache()
+            lines.append(f"| {impl} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if a.profile and "triton" in impls:
+        from torch.profiler import ProfilerActivity, profile  # noqa: PLC0415
+        step = mixer_step(mixer("triton", a).cuda(), 524288 // 4096, 4096, a, amp)
+        timed(step, a.warmup, 1)
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            step()
+            torch.cuda.synchronize()
+        lines += ["## Profile: triton mixer fwd+bwd, N=4096, 524,288 tokens", "", "```",
+                  prof.key_averages().table(sort_by="cuda_time_total", row_limit=20), "```", ""]
+    a.out.mkdir(parents=True, exist_ok=True)
+    path = a.out / f"gpu_fastformer_{re.sub(r'[^a-z0-9]+', '_', card.lower()).strip('_')}.md"
+    path.write_text("\n".join(lines))
+    print(f"wrote {path}")
+    return path
+
+
+if __name__ == "__main__":
+    main()
