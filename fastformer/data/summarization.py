@@ -35,6 +35,7 @@ SOURCES = {  # where a user downloads each dataset (named in the missing-data er
     "pubmed": "Hugging Face `ccdv/pubmed-summarization` (train/validation/test .jsonl) or the Cohan et al. "
               "files train.txt/val.txt/test.txt (JSON lines, renamed .jsonl) from armancohan/long-summarization",
 }
+HF_DATASETS = {"cnn_dailymail": ("abisee/cnn_dailymail", "3.0.0"), "pubmed": ("ccdv/pubmed-summarization", "document")}
 _SPLIT_ALIASES = {"train": ("train",), "validation": ("validation", "valid", "val", "dev"), "test": ("test",)}
 _TAG = re.compile(r"</?S>")
 # sentence boundary: ., ! or ? (optionally followed by a closing quote/bracket) then whitespace
@@ -172,6 +173,26 @@ def discover_files(folder: Path, files: str | Mapping[str, str] | None) -> dict[
                      "{train: ..., validation: ..., test: ...}")
 
 
+def download_hf(subdir: str, folder: Path) -> None:
+    """Fetch the official Hugging Face copy of ``subdir`` into ``folder/{train,validation,test}.parquet``."""
+    from fastformer.data.download import DataUnavailableError
+    if subdir not in HF_DATASETS:
+        raise DataUnavailableError(f"no download source known for {subdir!r}; put the files in {folder}")
+    name, config = HF_DATASETS[subdir]
+    try:
+        import datasets
+        dd = datasets.load_dataset(name, config)
+        folder.mkdir(parents=True, exist_ok=True)
+        for split, ds in dd.items():
+            tmp = folder / f".{split}.parquet.part"
+            ds.to_parquet(str(tmp))
+            tmp.replace(folder / f"{split}.parquet")
+    except Exception as err:  # offline, hub errors, disk errors: one actionable line
+        reason = f"{type(err).__name__}: {err}".splitlines()[0][:200]
+        raise DataUnavailableError(f"could not download Hugging Face {name} ({config}) ({reason}); "
+                                   f"{SOURCES[subdir]}, into {folder}") from err
+
+
 def seeded_split(examples: list[Example], *, val_fraction: float, test_fraction: float,
                  seed: int) -> dict[str, list[Example]]:
     """Shuffle with ``seed`` and cut into train/validation/test (each non-empty when there are >= 3 examples)."""
@@ -190,18 +211,24 @@ def seeded_split(examples: list[Example], *, val_fraction: float, test_fraction:
 def load_summarization(*, root: str | Path, subdir: str, files: str | Mapping[str, str] | None = None,
                        val_fraction: float = 0.1, test_fraction: float = 0.1, split_seed: int = 0,
                        limit: Mapping[str, int | None] | None = None, layout: str = "auto",
-                       ) -> tuple[dict[str, list[Example]], dict[str, str]]:
+                       download: bool = False) -> tuple[dict[str, list[Example]], dict[str, str]]:
     """Load ``{train, validation, test}`` examples and a description of the files used.
 
     ``limit`` caps each split after splitting (e.g. ``{train: 300}`` for quick runs; the cap keeps a seeded random
-    subset because splits are shuffled). Returns ``(splits, provenance)``.
+    subset because splits are shuffled). ``download``: fetch the Hugging Face copy when the folder has no data files.
+    Returns ``(splits, provenance)``.
     """
+    from fastformer.data.download import DataUnavailableError
     folder = Path(root) / subdir
     try:
         found = discover_files(folder, files)
     except FileNotFoundError as err:
-        hint = SOURCES.get(subdir, "the dataset's official source")
-        raise FileNotFoundError(f"{err}. Download {hint} into {folder} (or set DATA_ROOT / data.root)") from None
+        if not download or files is not None:
+            hint = SOURCES.get(subdir, "the dataset's official source")
+            raise DataUnavailableError(f"{err}. Download {hint} into {folder} (or set DATA_ROOT / data.root"
+                                       f"{'' if download else ', or data.download=true'})") from None
+        download_hf(subdir, folder)
+        found = discover_files(folder, files)
     for p in found.values():
         if not p.is_file():
             raise FileNotFoundError(f"data file {p} does not exist; fix data.files or put it there "

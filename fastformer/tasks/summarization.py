@@ -67,7 +67,8 @@ class SummarizationTask(Task):
         self.splits, self.file_info = load_summarization(
             root=d.root, subdir=d.subdir, files=files, val_fraction=float(d.val_fraction),
             test_fraction=float(d.test_fraction), split_seed=int(d.split_seed),
-            limit={"train": d.get("max_train"), "validation": d.get("max_eval"), "test": d.get("max_eval")})
+            limit={"train": d.get("max_train"), "validation": d.get("max_eval"), "test": d.get("max_eval")},
+            download=bool(d.get("download", False)))
         train = self.splits["train"]
         n_vocab_docs = d.get("vocab_train_docs") or len(train)
         texts = [t for ex in train[:n_vocab_docs] for t in (ex.source, ex.target)]
