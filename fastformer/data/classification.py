@@ -1,0 +1,280 @@
+"""Text-classification data (paper Table 1): load -> seeded split -> vocabulary -> token ids, all cached.
+
+    ds = load_classification(cfg.data)          # DictConfig or dict; keys documented in configs/data/*.yaml
+    ds.train[i] == (token_ids: list[int], label: int); ds.vocab, ds.n_classes, ds.label_names, ds.info
+    ds.embedding_init(d_model)                  # (len(vocab), d_model) GloVe table, or None without glove_path
+
+Pipeline: resolve the source file(s) under ``root`` (downloading the official file when missing and allowed) ->
+read rows in their original format (:mod:`fastformer.data.classification_formats`) -> map labels (unknown ones
+counted + skipped) -> seeded permutation split with the paper's Table 1 sizes when the data has enough rows, else the same proportions
+(logged) -> ``max_train``/``max_eval`` caps take prefixes of the split, so a quick run sees a subset of the full
+run's rows -> vocabulary from the (capped) training split -> token ids. Split indices and the encoded arrays are
+cached under ``cache_dir`` (default ``<root>/.cache``, or a user cache dir when the root is read-only), keyed by the
+source files' size/mtime and every option that changes them, so all mixers see identical splits.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fastformer.data import classification_formats as readers
+from fastformer.data.classification_sources import read_rows, resolve_sources, under
+from fastformer.data.download import DataUnavailableError, default_cache_dir
+from fastformer.data.text import Vocab, get_tokenizer, glove_init, tokenize_all
+
+log = logging.getLogger(__name__)
+_FORMAT_VERSION = 1  # bump when the cached arrays' meaning changes
+
+
+@dataclass(kw_only=True)
+class DataOptions:
+    """The ``data`` config node; see configs/data/*.yaml for one-line docs of each key."""
+    name: str
+    loader: str                                 # amazon | imdb | mind_topics | text
+    root: str = dataclasses.field(default_factory=lambda: os.environ.get("DATA_ROOT", "data"))
+    path: str | None = None                     # file/folder relative to root; None = loader's search defaults
+    download: bool = True
+    split_sizes: list[int] = dataclasses.field(default_factory=lambda: [40000, 5000, 5000])
+    seed: int = 1234
+    max_train: int | None = None
+    max_eval: int | None = None
+    max_len: int | None = None
+    vocab_size: int | None = 100000
+    min_freq: int = 1
+    tokenizer: str = "regex"
+    lowercase: bool = True
+    glove_path: str | None = None
+    glove_projection: str = "pca"
+    cache_dir: str | None = None
+    num_workers: int | None = None              # tokeniser processes; None = auto (up to 8 when > 20k texts)
+    categories: list[str] | None = None         # amazon
+    fallback_all_categories: bool = True        # amazon
+    use_summary: bool = False                   # amazon
+    label_mode: str = "rating8"                 # imdb: rating8 | binary
+    format: str | None = None                   # imdb: aclimdb | diao_json; text: auto | jsonl | json | csv | tsv
+    variant: str = "large"                      # mind_topics download: small | large
+    body_path: str | None = None                # mind_topics
+    body_column: int | None = None              # mind_topics
+    text_field: Any = None                      # text / diao_json: str or list of str
+    label_field: str | None = None              # text / diao_json
+    label_names: list[str] | None = None        # text: fixed label order (others -> unknown_label)
+
+    @classmethod
+    def from_cfg(cls, cfg: Any) -> "DataOptions":
+        if not isinstance(cfg, dict):
+            from omegaconf import OmegaConf
+            cfg = OmegaConf.to_container(cfg, resolve=True)
+        known = {f.name for f in dataclasses.fields(cls)}
+        bad = sorted(set(cfg) - known)
+        if bad:
+            raise ValueError(f"unknown data config key(s) {bad}; known keys: {sorted(known)}")
+        for key in ("name", "loader"):
+            if cfg.get(key) is None:
+                raise ValueError(f"data.{key} is required (e.g. data.{key}=imdb)")
+        return cls(**{k: v for k, v in cfg.items() if k != "root" or v is not None})
+
+
+class TokenDataset(torch.utils.data.Dataset):
+    """Flat int32 token array + offsets; item i -> (token ids truncated to ``max_len``, label)."""
+
+    def __init__(self, ids: np.ndarray, offsets: np.ndarray, labels: np.ndarray, max_len: int | None):
+        self.ids, self.offsets, self.labels, self.max_len = ids, offsets, labels, max_len
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[list[int], int]:
+        start, end = int(self.offsets[i]), int(self.offsets[i + 1])
+        if self.max_len is not None:
+            end = min(end, start + self.max_len)
+        return self.ids[start:end].tolist(), int(self.labels[i])
+
+
+def pad_collate(batch: list[tuple[list[int], int]], pad_id: int = Vocab.pad_id) -> dict[str, torch.Tensor]:
+    """[(ids, label)] -> {"input_ids": (B, L) long, "attention_mask": (B, L) bool, "labels": (B,) long}."""
+    width = max(len(ids) for ids, _ in batch)
+    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)     # (B, L)
+    for row, (ids, _) in enumerate(batch):
+        input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return {"input_ids": input_ids, "attention_mask": input_ids != pad_id,
+            "labels": torch.tensor([y for _, y in batch], dtype=torch.long)}
+
+
+@dataclass
+class ClassificationData:
+    train: TokenDataset
+    val: TokenDataset
+    test: TokenDataset
+    vocab: Vocab
+    label_names: list[str]
+    info: dict
+    options: DataOptions
+    cache_dir: Path
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.label_names)
+
+    def embedding_init(self, d_model: int) -> torch.Tensor | None:
+        """(len(vocab), d_model) GloVe-initialised table (cached), or None when ``glove_path`` is null."""
+        o = self.options
+        if not o.glove_path:
+            return None
+        glove = under(o.root, o.glove_path)
+        if not glove.exists():
+            raise DataUnavailableError(f"data.glove_path {glove} not found; download glove.6B.zip from "
+                                       f"https://nlp.stanford.edu/projects/glove/ and unzip it there, or set null")
+        key = _hash([self.vocab.itos, readers.file_key(glove), d_model, o.glove_projection, o.seed])
+        cache = self.cache_dir / "glove" / f"{key}.pt"
+        if cache.exists():
+            return torch.load(cache)
+        table, stats = glove_init(self.vocab, glove, d_model, projection=o.glove_projection, seed=o.seed)
+        self.info["glove"] = stats
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(table, cache)
+        return table
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+
+
+def _map_labels(rows, label_names: list[str] | None) -> tuple[list[int], list[int], list[str]]:
+    """(kept row indices, label ids, label names); labels outside a fixed ``label_names`` are counted + skipped."""
+    norm = [_canon(lab) for lab in rows.labels]
+    if label_names is None:
+        uniq = set(norm)
+        label_names = sorted(uniq, key=lambda x: (0, float(x), x) if _is_num(x) else (1, 0.0, x))
+    names = [_canon(str(n)) for n in label_names]
+    index = {n: i for i, n in enumerate(names)}
+    keep = [i for i, lab in enumerate(norm) if lab in index]
+    rows.skipped["unknown_label"] += len(norm) - len(keep)
+    return keep, [index[norm[i]] for i in keep], names
+
+
+def _is_num(x: str) -> bool:
+    try:
+        float(x)
+        return True
+    except ValueError:
+        return False
+
+
+def _canon(label: str) -> str:
+    """``"4.0"`` -> ``"4"`` so numeric labels from JSON/CSV compare equal; other strings unchanged."""
+    return str(int(float(label))) if _is_num(label) and float(label).is_integer() else label
+
+
+def split_sizes(n: int, sizes: list[int]) -> tuple[list[int], str]:
+    """Paper sizes when ``n`` rows suffice, else the same proportions of ``n`` (train gets the remainder)."""
+    if len(sizes) != 3 or min(sizes) < 0 or sum(sizes) == 0:
+        raise ValueError(f"data.split_sizes={sizes} must be three non-negative counts [train, val, test]")
+    if sum(sizes) <= n:
+        return list(sizes), f"fixed sizes {list(sizes)} (paper Table 1) from {n} rows"
+    val, test = n * sizes[1] // sum(sizes), n * sizes[2] // sum(sizes)
+    return [n - val - test, val, test], f"proportional to {list(sizes)}: only {n} rows available"
+
+
+def _splits(n: int, labels: list[int], o: DataOptions, cache: Path) -> tuple[dict[str, list[int]], str]:
+    """Seeded permutation split of ``n`` rows, cached as JSON (re-made if the cached row fingerprint differs)."""
+    fingerprint = _hash([n, labels])
+    if cache.exists():
+        saved = json.loads(cache.read_text())
+        if saved.get("fingerprint") == fingerprint:
+            return saved["splits"], saved["how"]
+        log.warning("%s: rows changed since the split was cached; re-splitting", cache)
+    sizes, how = split_sizes(n, list(o.split_sizes))
+    if "proportional" in how:
+        log.warning("%s: %s", o.name, how)
+    perm = np.random.default_rng(o.seed).permutation(n).tolist()
+    bounds = np.cumsum([0, *sizes]).tolist()
+    splits = {name: perm[bounds[k]:bounds[k + 1]] for k, name in enumerate(("train", "val", "test"))}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps({"fingerprint": fingerprint, "how": how, "seed": o.seed, "splits": splits}))
+    return splits, how
+
+
+def _pack(token_ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Ragged ids -> (flat int32 (T,), offsets int64 (N + 1,))."""
+    offsets = np.zeros(len(token_ids) + 1, dtype=np.int64)
+    np.cumsum([len(t) for t in token_ids], out=offsets[1:])
+    flat = np.fromiter(itertools.chain.from_iterable(token_ids), dtype=np.int32, count=int(offsets[-1]))
+    return flat, offsets
+
+
+def _build(o: DataOptions, sources: list[Path], cache_dir: Path) -> tuple[dict, list[str], list[str], dict]:
+    rows, fixed_names, used = read_rows(o, sources, cache_dir)
+    keep, y, names = _map_labels(rows, fixed_names)
+    skipped = {k: v for k, v in sorted(rows.skipped.items()) if v}
+    if skipped:
+        log.warning("%s: skipped %d bad rows %s in %s", o.name, sum(skipped.values()), skipped, rows.sources)
+    if not keep:
+        raise ValueError(f"{', '.join(map(str, sources))}: no valid rows (skipped: {skipped}); check the file and "
+                         f"data.text_field/label_field")
+    split_key = _hash([o.loader, [str(s) for s in sources], rows.sources, used.get("categories"), o.label_mode,
+                       o.format, o.body_path, o.body_column, o.text_field, o.label_field, o.label_names,
+                       o.use_summary, o.seed, list(o.split_sizes)])
+    splits, how = _splits(len(keep), y, o, cache_dir / "splits" / f"{o.name}-{split_key}.json")
+    caps = {"train": o.max_train, "val": o.max_eval, "test": o.max_eval}
+    splits = {k: v if caps[k] is None else v[: caps[k]] for k, v in splits.items()}
+    tok = get_tokenizer(o.tokenizer, lower=o.lowercase)
+    order = [(k, i) for k, idx in splits.items() for i in idx]
+    flat_tokens = iter(tokenize_all([rows.texts[keep[i]] for _, i in order], tok, workers=o.num_workers))
+    tokens = {k: [next(flat_tokens) for _ in idx] for k, idx in splits.items()}
+    vocab = Vocab.build(tokens["train"], max_size=o.vocab_size, min_freq=o.min_freq)
+    arrays = {}
+    for k, idx in splits.items():
+        flat, offsets = _pack([vocab.encode(t) for t in tokens[k]])
+        arrays[k] = (flat, offsets, np.asarray([y[i] for i in idx], dtype=np.int64))
+    lens = np.diff(arrays["train"][1])
+    info = {**used, "dataset": o.name, "loader": o.loader, "source": [str(s) for s in sources],
+            "n_classes": len(names), "label_names": names, "available_rows": len(keep), "skipped": skipped,
+            "split": how + (f"; capped by max_train={o.max_train}, max_eval={o.max_eval}"
+                            if o.max_train or o.max_eval else ""),
+            "sizes": {k: len(v) for k, v in splits.items()}, "seed": o.seed, "tokenizer": o.tokenizer,
+            "vocab_size": len(vocab), "avg_len_train": round(float(lens.mean()), 1) if len(lens) else 0.0}
+    return arrays, vocab.itos, names, info
+
+
+def load_classification(cfg: Any) -> ClassificationData:
+    """Load (or read back from cache) one classification dataset described by the ``data`` config node."""
+    t0 = time.perf_counter()
+    o = DataOptions.from_cfg(cfg)
+    sources = resolve_sources(o)
+    cache_dir = Path(o.cache_dir) if o.cache_dir else default_cache_dir(Path(o.root))
+    key = _hash([dataclasses.asdict(o) | {"root": None, "max_len": None, "glove_path": None, "cache_dir": None},
+                 [readers.file_key(s) for s in sources], _FORMAT_VERSION])
+    cache = cache_dir / "encoded" / f"{o.name}-{key}.npz"
+    hit = cache.exists()
+    if hit:
+        with np.load(cache, allow_pickle=False) as z:
+            arrays = {k: (z[f"{k}_ids"], z[f"{k}_offsets"], z[f"{k}_labels"]) for k in ("train", "val", "test")}
+            meta = json.loads(str(z["meta"]))
+        itos, names, info = meta["itos"], meta["label_names"], meta["info"]
+    else:
+        arrays, itos, names, info = _build(o, sources, cache_dir)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(cache.name + ".tmp.npz")
+        np.savez(tmp, meta=np.array(json.dumps({"itos": itos, "label_names": names, "info": info})),
+                 **{f"{k}_{part}": a for k, arr in arrays.items() for part, a in zip(("ids", "offsets", "labels"), arr)})
+        tmp.replace(cache)
+    info = {**info, "max_len": o.max_len, "cache": str(cache), "cached": hit,
+            "load_s": round(time.perf_counter() - t0, 2)}
+    data = ClassificationData(*(TokenDataset(*arrays[k], o.max_len) for k in ("train", "val", "test")),
+                              vocab=Vocab(itos), label_names=names, info=info, options=o, cache_dir=cache_dir)
+    log.info("%s: %s | sizes %s | %d classes | vocab %d | %.1fs", o.name, info["data_used"], info["sizes"],
+             data.n_classes, len(data.vocab), info["load_s"])
+    return data

@@ -1,0 +1,121 @@
+"""Fetch an official dataset file once, verify it, and fail offline with one actionable line.
+
+Shared by every task's data code::
+
+    path = ensure_file(root / "imdb/aclImdb_v1.tar.gz", url=IMDB_URL, md5=IMDB_MD5, allow_download=True)
+
+The file is streamed to ``<dest>.part`` with a tqdm progress bar, checked (md5/sha256 when published, else the byte
+count against ``Content-Length`` and the gzip/zip magic bytes), then renamed into place, so a half-finished download
+is never mistaken for data. Any network or write failure raises :class:`DataUnavailableError` whose message is one
+line naming the URL and the exact path where a manually downloaded copy can be placed.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import urllib.request
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+
+_MAGIC = {".gz": b"\x1f\x8b", ".zip": b"PK\x03\x04"}
+
+
+class DataUnavailableError(FileNotFoundError):
+    """A dataset file is missing locally and could not be downloaded."""
+
+
+def manual_hint(url: str | None, dest: Path) -> str:
+    """One-line instruction naming where to get the file and where to put it."""
+    src = f"download {url}" if url else "obtain the file"
+    return f"{src} and place it at {Path(dest).resolve()}"
+
+
+def _digest(path: Path, algo: str) -> str:
+    h = hashlib.new(algo)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_file(path: Path, *, md5: str | None = None, sha256: str | None = None, size: int | None = None) -> None:
+    """Raise ``ValueError`` (one line) when ``path`` does not match the given checksum / size / archive magic."""
+    path = Path(path)
+    actual_size = path.stat().st_size
+    if size is not None and actual_size != size:
+        raise ValueError(f"{path}: size {actual_size} bytes != expected {size}; delete it and download again")
+    for algo, want in (("md5", md5), ("sha256", sha256)):
+        if want and _digest(path, algo) != want.lower():
+            raise ValueError(f"{path}: {algo} mismatch (expected {want}); delete it and download again")
+    magic = next((m for suffix, m in _MAGIC.items() if path.name.endswith(suffix)), None)
+    if magic is not None:
+        with open(path, "rb") as f:
+            if f.read(len(magic)) != magic:
+                raise ValueError(f"{path}: not a valid {path.suffix} archive (bad magic bytes); delete it and retry")
+
+
+def download(url: str, dest: Path, *, md5: str | None = None, sha256: str | None = None, size: int | None = None,
+             timeout: float = 30.0) -> Path:
+    """Stream ``url`` to ``dest`` with a progress bar, verify it, and return ``dest``."""
+    dest = Path(dest)
+    part = dest.with_name(dest.name + ".part")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        req = urllib.request.Request(url, headers={"User-Agent": "fastformer-repro"})
+        with urllib.request.urlopen(req, timeout=timeout) as resp, open(part, "wb") as out:
+            total = int(resp.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name) as bar:
+                for chunk in iter(lambda: resp.read(1 << 20), b""):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+        verify_file(part, md5=md5, sha256=sha256, size=size if size is not None else total)
+    except (OSError, ValueError) as err:  # URLError/HTTPError/timeouts are OSErrors
+        if part.parent.exists():
+            part.unlink(missing_ok=True)
+        reason = f"{type(err).__name__}: {err}".replace("\n", " ")
+        raise DataUnavailableError(f"could not download {url} ({reason}); {manual_hint(url, dest)}") from err
+    os.replace(part, dest)
+    log.info("downloaded %s -> %s (%d bytes)", url, dest, dest.stat().st_size)
+    return dest
+
+
+def ensure_file(dest: Path, *, url: str | None, allow_download: bool = True, md5: str | None = None,
+                sha256: str | None = None, size: int | None = None) -> Path:
+    """Return ``dest`` if it exists, else download it from ``url`` (when allowed) or raise one actionable line."""
+    dest = Path(dest)
+    if dest.exists():
+        return dest
+    if url is None or not allow_download:
+        extra = " (or set data.download=true)" if url and not allow_download else ""
+        raise DataUnavailableError(f"{dest} not found; {manual_hint(url, dest)}{extra}")
+    log.info("%s not found; downloading %s", dest, url)
+    return download(url, dest, md5=md5, sha256=sha256, size=size)
+
+
+def writable_dir(path: Path) -> bool:
+    """True when files can be created under ``path`` (created if missing)."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        probe = Path(path) / f".write_probe_{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+        return True
+    except OSError:
+        return False
+
+
+def default_cache_dir(data_root: Path) -> Path:
+    """``<data_root>/.cache`` when writable (caches live next to the data), else a per-root user cache dir."""
+    local = Path(data_root) / ".cache"
+    if writable_dir(local):
+        return local
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fastformer" / "data"
+    tag = hashlib.sha1(str(Path(data_root).resolve()).encode()).hexdigest()[:10]
+    out = base / f"{Path(data_root).resolve().name}-{tag}"
+    log.info("data root %s is read-only; caching under %s", data_root, out)
+    return out
+
