@@ -117,6 +117,17 @@ def test_mind_folder_plus_zip_dedup_and_body(fx, tmp_path):
     assert with_body.info["skipped"]["missing_body"] == 62
 
 
+def test_mind_root_level_layout_and_single_zip(tmp_path):
+    fixtures.write_mind(tmp_path, n_per_class=5)
+    for name in ("MINDsmall_train", "MINDsmall_dev.zip"):  # newsrec's <root>/MIND<version>_<split> layout
+        (tmp_path / "mind" / name).rename(tmp_path / name)
+    (tmp_path / "mind").rmdir()
+    ds = load_classification(cfg(tmp_path, tmp_path / "c", "mind_topics", "mind_topics"))
+    assert ds.info["available_rows"] == 40 and len(ds.info["source"]) == 2
+    one = load_classification(cfg(tmp_path, tmp_path / "c", "mind_topics", "mind_topics", path="MINDsmall_dev.zip"))
+    assert one.info["available_rows"] == 21 and one.n_classes == 4
+
+
 def test_generic_jsonl_and_csv_agree(fx, tmp_path):
     a = load_classification(cfg(fx["root"], tmp_path, "t", "text", path="text/data.jsonl", text_field="text",
                                 label_field="label"))

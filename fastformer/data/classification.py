@@ -6,11 +6,12 @@
 
 Pipeline: resolve the source file(s) under ``root`` (downloading the official file when missing and allowed) ->
 read rows in their original format (:mod:`fastformer.data.classification_formats`) -> map labels (unknown ones
-counted + skipped) -> seeded permutation split with the paper's Table 1 sizes when the data has enough rows, else the same proportions
-(logged) -> ``max_train``/``max_eval`` caps take prefixes of the split, so a quick run sees a subset of the full
-run's rows -> vocabulary from the (capped) training split -> token ids. Split indices and the encoded arrays are
-cached under ``cache_dir`` (default ``<root>/.cache``, or a user cache dir when the root is read-only), keyed by the
-source files' size/mtime and every option that changes them, so all mixers see identical splits.
+counted + skipped) -> seeded permutation split with the paper's Table 1 sizes when the data has enough rows, else
+the same proportions (logged) -> ``max_train``/``max_eval`` caps take prefixes of the split, so a quick run sees a
+subset of the full run's rows -> vocabulary from the (capped) training split -> token ids. Split indices and the
+encoded arrays are cached under ``cache_dir`` (default ``<root>/.cache``, or a user cache dir when the root is
+read-only), keyed by the source files' size/mtime and every option that changes them, so all mixers see identical
+splits.
 """
 from __future__ import annotations
 
@@ -138,12 +139,14 @@ class ClassificationData:
         key = _hash([self.vocab.itos, readers.file_key(glove), d_model, o.glove_projection, o.seed])
         cache = self.cache_dir / "glove" / f"{key}.pt"
         if cache.exists():
-            return torch.load(cache)
-        table, stats = glove_init(self.vocab, glove, d_model, projection=o.glove_projection, seed=o.seed)
-        self.info["glove"] = stats
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(table, cache)
-        return table
+            saved = torch.load(cache)
+        else:
+            table, stats = glove_init(self.vocab, glove, d_model, projection=o.glove_projection, seed=o.seed)
+            saved = {"table": table, "stats": stats}
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(saved, cache)
+        self.info["glove"] = saved["stats"]
+        return saved["table"]
 
 
 def _hash(obj: Any) -> str:
@@ -255,7 +258,8 @@ def load_classification(cfg: Any) -> ClassificationData:
     o = DataOptions.from_cfg(cfg)
     sources = resolve_sources(o)
     cache_dir = Path(o.cache_dir) if o.cache_dir else default_cache_dir(Path(o.root))
-    key = _hash([dataclasses.asdict(o) | {"root": None, "max_len": None, "glove_path": None, "cache_dir": None},
+    unused = {"root", "max_len", "glove_path", "glove_projection", "cache_dir", "num_workers", "download"}
+    key = _hash([{k: v for k, v in dataclasses.asdict(o).items() if k not in unused},
                  [readers.file_key(s) for s in sources], _FORMAT_VERSION])
     cache = cache_dir / "encoded" / f"{o.name}-{key}.npz"
     hit = cache.exists()
@@ -269,7 +273,8 @@ def load_classification(cfg: Any) -> ClassificationData:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_name(cache.name + ".tmp.npz")
         np.savez(tmp, meta=np.array(json.dumps({"itos": itos, "label_names": names, "info": info})),
-                 **{f"{k}_{part}": a for k, arr in arrays.items() for part, a in zip(("ids", "offsets", "labels"), arr)})
+                 **{f"{k}_{part}": a for k, arr in arrays.items()
+                    for part, a in zip(("ids", "offsets", "labels"), arr)})
         tmp.replace(cache)
     info = {**info, "max_len": o.max_len, "cache": str(cache), "cached": hit,
             "load_s": round(time.perf_counter() - t0, 2)}

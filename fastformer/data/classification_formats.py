@@ -237,7 +237,7 @@ def read_body_file(path: Path) -> dict[str, str]:
 
 def read_mind_news(sources: list[Path], *, bodies: dict[str, str] | None = None,
                    body_column: int | None = None) -> Rows:
-    """Unique news over ``sources`` (first wins) -> text = body if given, else ``title . abstract``; label = category."""
+    """Unique news over ``sources`` (first id wins); text = body if given, else ``title . abstract``."""
     rows, seen = Rows(sources=[str(s) for s in sources]), set()
     for src in sources:
         for raw in _iter_news_lines(src):

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-IMDB_URL, IMDB_MD5 = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz", "7c2ac02c03563afcf9b574c7e56c153a"
+IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+IMDB_MD5 = "7c2ac02c03563afcf9b574c7e56c153a"  # as published by torchtext / paddle dataset modules
 AMAZON_URL = "http://snap.stanford.edu/data/amazon/productGraph/categoryFiles/reviews_Electronics_5.json.gz"
 MIND_URL = "https://mind201910{big}.blob.core.windows.net/release/MIND{variant}_{part}.zip"
 MIND_PARTS = {"small": ("train", "dev"), "large": ("train", "dev", "test")}
@@ -51,8 +52,9 @@ def resolve_sources(o: DataOptions) -> list[Path]:
             "amazon/reviews_Electronics_5.json.gz", "amazon/reviews_Electronics_5.json",
             "amazon/amazon_reviews_5core_sample.jsonl.gz", "amazon"])
         if path is None or not path.exists():
-            path = ensure_file(path or root / "amazon/reviews_Electronics_5.json.gz",
-                               url=AMAZON_URL, allow_download=o.download)
+            path = path or root / "amazon/reviews_Electronics_5.json.gz"
+            path = ensure_file(path, url=AMAZON_URL if path.name == AMAZON_URL.rsplit("/", 1)[1] else None,
+                               allow_download=o.download)
         files = sorted(p for p in path.iterdir() if p.name.endswith(_JSON_EXT)) if path.is_dir() else [path]
         if not files:
             raise FileNotFoundError(f"{path}: no *.json/*.json.gz review files inside; see data/README.md")
@@ -61,12 +63,22 @@ def resolve_sources(o: DataOptions) -> list[Path]:
         if (o.format or "aclimdb") == "diao_json":
             return [ensure_file(under(root, o.path or "imdb/data.json"), url=None)]  # user-supplied only
         path = under(root, o.path) if o.path else _first_existing(root, ["imdb/aclImdb", "imdb/aclImdb_v1.tar.gz"])
-        return [ensure_file(path or root / "imdb/aclImdb_v1.tar.gz", url=IMDB_URL, md5=IMDB_MD5,
-                            allow_download=o.download)]
+        path = path or root / "imdb/aclImdb_v1.tar.gz"
+        official = path.name == "aclImdb_v1.tar.gz"
+        return [ensure_file(path, url=IMDB_URL if official else None, md5=IMDB_MD5, allow_download=o.download)]
     if o.loader == "mind_topics":
-        path = under(root, o.path or "mind")
-        if path.exists():
-            return readers.mind_news_sources(path)
+        if o.path:
+            path = under(root, o.path)
+            if path.exists():
+                return readers.mind_news_sources(path)
+        else:  # <root>/mind/ (any layout inside), else <root>/MIND{small,large}_* folders/zips as newsrec reads them
+            path = root / "mind"
+            if path.exists():
+                return readers.mind_news_sources(path)
+            top = sorted(p for v in ("small", "large") for p in root.glob(f"MIND{v}_*")
+                         if p.is_dir() or p.suffix == ".zip")
+            if top:
+                return [s for p in top for s in readers.mind_news_sources(p)]
         if o.variant not in MIND_PARTS:
             raise ValueError(f"data.variant={o.variant!r} is not one of {sorted(MIND_PARTS)}")
         big = "" if o.variant == "large" else "small"
