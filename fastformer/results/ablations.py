@@ -1,0 +1,136 @@
+"""Ablations: paper Figures 3 (interaction) and 4 (parameter sharing) + the review's redundancy rows.
+
+Reads classification runs named ``<ds>/fastformer`` (the full model = product interaction, qv+layer sharing),
+``<ds>/fastformer_official`` and ``ablation/<ds>/<variant>`` (configs/experiment/ablation/). Writes
+``results/ablations.{md,csv,png}``: ours (mean ± std over seeds) beside the paper's bars (PAPER.md §2.6); the
+redundancy table adds parameter counts and Δ vs the full model, paired by seed (mean of per-seed differences).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastformer.results.common import MISSING, Cell, Run, fmt_num, group, load_runs, md_table, provenance, write_outputs
+
+DATASETS = {"amazon": "Amazon", "imdb": "IMDB", "mind_topics": "MIND (topics)"}
+# paper values (Acc, Macro-F), v5 Figures 3 and 4 as read in PAPER.md §2.6 ("full" = product / qv+layer)
+PAPER = {
+    "interaction_concat": {"amazon": (64.47, 40.87), "imdb": (52.44, 42.33), "mind_topics": (80.57, 60.46)},
+    "interaction_add": {"amazon": (65.22, 41.89), "imdb": (52.99, 42.99), "mind_topics": (81.34, 62.12)},
+    "full": {"amazon": (66.13, 43.23), "imdb": (54.10, 44.65), "mind_topics": (82.34, 63.89)},
+    "sharing_none": {"amazon": (65.87, 42.76), "imdb": (53.56, 44.13), "mind_topics": (82.13, 63.52)},
+    "sharing_qv": {"amazon": (65.92, 42.98), "imdb": (53.77, 44.25), "mind_topics": (82.10, 63.57)},
+    "sharing_qv_head": {"amazon": (65.63, 42.43), "imdb": (53.42, 43.67), "mind_topics": (81.76, 62.32)},
+}
+FIGURES = {
+    "Figure 3: interaction between the global vector and keys/values": [
+        ("interaction_concat", "Concatenation"), ("interaction_add", "Add"), ("full", "Element-wise product")],
+    "Figure 4: parameter sharing": [
+        ("sharing_none", "w/o sharing"), ("sharing_qv", "Query-Value"), ("sharing_qv_head", "QV + head-wise"),
+        ("full", "QV + layer-wise")],
+}
+REDUNDANCY = [("full", "Fastformer (full, paper form)"), ("official", "Fastformer (released-code layer)"),
+              ("no_output_transform", "no output transform W_r"), ("global_key_from_k", "no query-key product in k*"),
+              ("no_key_branch", "no key branch (pooling + gating)"), ("mean_pooling", "mean pooling"),
+              ("no_query_residual", "no query residual"), ("pooling_baseline", "pooling baseline mixer")]
+
+
+def _key(r: Run) -> tuple[str, str] | None:
+    parts = str(r.get("experiment") or "").split("/")
+    if len(parts) == 3 and parts[0] == "ablation":
+        return parts[1], parts[2]
+    if len(parts) == 2 and parts[1] in ("fastformer", "fastformer_official"):
+        return parts[0], "full" if parts[1] == "fastformer" else "official"
+    return None
+
+
+def _paired_delta(runs: list[Run], ds: str, row: str, metric: str) -> Cell:
+    """Per-seed (row - full) differences over the seeds both have."""
+    by = {}
+    for r in runs:
+        if r.status == "ok" and _key(r) in ((ds, row), (ds, "full")) and r.get(metric) is not None:
+            by.setdefault(_key(r)[1], {})[r.get("seed")] = float(r.get(metric))
+    a, b = by.get(row, {}), by.get("full", {})
+    return Cell([a[s] - b[s] for s in sorted(set(a) & set(b), key=str)])
+
+
+def _plot(acc: dict, out: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(FIGURES), len(DATASETS), figsize=(4.2 * len(DATASETS), 4.0 * len(FIGURES)))
+    for fi, (title, rows) in enumerate(FIGURES.items()):
+        for di, (ds, ds_name) in enumerate(DATASETS.items()):
+            ax = axes[fi][di]
+            xs = range(len(rows))
+            ours = [acc.get((ds, k), Cell()) for k, _ in rows]
+            ax.bar([x - 0.2 for x in xs], [c.mean if c.values else 0 for c in ours], 0.4,
+                   yerr=[c.std if c.values else 0 for c in ours], label="ours", color="tab:blue")
+            ax.bar([x + 0.2 for x in xs], [PAPER[k][ds][0] for k, _ in rows], 0.4, label="paper", color="tab:gray")
+            ax.set_xticks(list(xs), [n for _, n in rows], rotation=20, fontsize=7)
+            ax.set_title(f"{ds_name}: {title.split(':')[0]}", fontsize=9)
+            ax.set_ylabel("accuracy (%)")
+            vals = [c.mean for c in ours if c.values] + [PAPER[k][ds][0] for k, _ in rows]
+            ax.set_ylim(max(0.0, min(vals) - 5), max(vals) + 3)
+            for x, c in zip(xs, ours):
+                if not c.values:  # not run: say so instead of drawing a zero-height bar
+                    ax.text(x - 0.2, ax.get_ylim()[0], "n/a", ha="center", va="bottom", fontsize=7)
+            if fi == 0 and di == 0:
+                ax.legend(fontsize=7)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
+    runs = [r for r in load_runs(runs_root, task="classification") if _key(r) and _key(r)[0] in DATASETS]
+    acc, mf, params = (group(runs, _key, m) for m in ("test.acc", "test.macro_f1", "params"))
+    lines = [f"# Ablations: paper Figures 3-4 and redundancy (preset: {preset})", "",
+             "Generated by `scripts/make_tables.py` from the runs' metrics.json. Ours = test metrics at the best "
+             "validation epoch, mean ± std over seeds; paper = Wu et al. 2021 v5 Figures 3-4 (bar labels, PAPER.md "
+             "§2.6). '—' = not run.", ""]
+    if preset != "paper":
+        lines += [f"**Preset `{preset}`: subsets and a smaller model; compare rows with each other, not with the "
+                  "paper's absolute values.**", ""]
+    lines += [provenance(runs), ""]
+    csv_rows = []
+    for title, rows in FIGURES.items():
+        lines += [f"## {title}", ""]
+        header = ["Variant"] + [f"{n} {m}" for n in DATASETS.values() for m in ("Acc (ours)", "Acc (paper)",
+                                                                              "MF (ours)", "MF (paper)")]
+        table = []
+        for k, name in rows:
+            cells = [name]
+            for ds in DATASETS:
+                a, m = acc.get((ds, k)), mf.get((ds, k))
+                pa, pm = PAPER[k][ds]
+                cells += [a.fmt() if a else MISSING, fmt_num(pa), m.fmt() if m else MISSING, fmt_num(pm)]
+                csv_rows.append([title.split(":")[0], ds, k, a.mean if a else "", a.std if a else "", pa,
+                                 m.mean if m else "", m.std if m else "", pm, a.n if a else 0,
+                                 params[(ds, k)].mean if (ds, k) in params else ""])
+            table.append(cells)
+        lines += [md_table(header, table), ""]
+    lines += ["## Redundancy ablations (review's \"redundant modules\")", "",
+              "Δ = variant − full Fastformer, per seed then averaged (same seeds, same data).", ""]
+    header = ["Variant"] + [f"{n} {m}" for n in DATASETS.values() for m in ("Acc", "Δ Acc", "params")]
+    table = []
+    for k, name in REDUNDANCY:
+        cells = [name]
+        for ds in DATASETS:
+            a = acc.get((ds, k))
+            d = _paired_delta(runs, ds, k, "test.acc") if k != "full" else None
+            cells += [a.fmt() if a else MISSING, (f"{d.mean:+.2f}" if d and d.values else MISSING) if d else "ref",
+                      fmt_num(params[(ds, k)].mean, 0) if (ds, k) in params else MISSING]
+            if k != "full":  # the full model's row is already in the figure rows
+                csv_rows.append(["redundancy", ds, k, a.mean if a else "", a.std if a else "", "",
+                                 "", "", "", a.n if a else 0, params[(ds, k)].mean if (ds, k) in params else ""])
+        table.append(cells)
+    lines += [md_table(header, table), "", "![ablations](ablations.png)", ""]
+    out = Path(out_dir) / "ablations"
+    write_outputs(out, "\n".join(lines), ["figure", "dataset", "variant", "acc_mean", "acc_std", "acc_paper",
+                                          "macro_f1_mean", "macro_f1_std", "macro_f1_paper", "n_seeds", "params"],
+                  csv_rows)
+    _plot(acc, out.with_suffix(".png"))
+    return out.with_suffix(".md")
+
