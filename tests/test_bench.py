@@ -112,6 +112,7 @@ def test_measure_statuses():
     assert measure(fail(torch.OutOfMemoryError("CUDA out of memory")), cpu, warmup=1, iters=1, budget_s=9).status == "OOM"
     assert measure(fail(MemoryError()), cpu, warmup=1, iters=1, budget_s=9).status == "OOM"
     assert measure(fail(IndexError("bad index")), cpu, warmup=1, iters=1, budget_s=9).status == "error: IndexError: bad index"
+    assert measure(fail(KeyError()), cpu, warmup=1, iters=1, budget_s=9).status == "error: KeyError"
     ok = measure(lambda: None, cpu, warmup=2, iters=3, budget_s=9)
     assert ok.status == "ok" and ok.iters == 3 and ok.seconds >= 0
     with pytest.raises(ValueError, match="warmup"):

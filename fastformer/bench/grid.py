@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 
-from fastformer.bench.timing import MODES, Measurement, is_oom, make_step, measure
+from fastformer.bench.timing import MODES, Measurement, failure_status, make_step, measure
 from fastformer.mixers import MIXERS, build_mixer, mixer_kwargs
 
 log = logging.getLogger(__name__)
@@ -130,15 +130,16 @@ def run_grid(specs: Sequence[MixerSpec], cfg: GridConfig) -> list[Row]:
         raise ValueError(f"bench modes {bad} unknown; valid: {list(MODES)}")
     rows: list[Row] = []
     for spec in specs:
-        over: dict[str, int] = {}  # mode -> first length that exceeded the budget
+        over: dict[str, int] = {}  # mode -> first length that exceeded the budget in that mode
         for mode in [m for m in MODES if m in cfg.modes]:
             for n in cfg.lengths:
                 b = batch_size(n, cfg.tokens_per_batch)
                 row = Row(spec.label, mode, n, b, "", kwargs=_fmt_kwargs(spec.kwargs))
-                limit = min([over.get(mode, 1 << 62)] + ([over["inference"]] if "inference" in over else []))
-                if n >= limit:
+                # training costs more than inference, so an inference timeout at N also rules out training at >= N
+                hit = [(over[m], m) for m in dict.fromkeys([mode, "inference"]) if m in over]
+                if hit and n >= min(hit)[0]:
                     row.status = "skipped: > budget"
-                    row.note = f"exceeded the {cfg.budget_s:g} s budget at N={limit}"
+                    row.note = f"{min(hit)[1]} exceeded the {cfg.budget_s:g} s budget at N={min(hit)[0]}"
                 else:
                     res = _one_point(spec, mode, n, b, cfg)
                     row.status, row.seconds, row.cpu_seconds, row.iters, row.peak_mem_mib, row.note = (
@@ -168,8 +169,7 @@ def _one_point(spec: MixerSpec, mode: str, n: int, b: int, cfg: GridConfig) -> M
     except ValueError:
         raise  # configuration errors stop the run with their message
     except Exception as err:  # noqa: BLE001 -- e.g. OOM while building / allocating the input
-        status = "OOM" if is_oom(err) else f"error: {type(err).__name__}: {str(err).splitlines()[0][:160]}"
-        return Measurement(status)
+        return Measurement(failure_status(err))
     finally:
         del mixer, x, step
         if cfg.device.type == "cuda":

@@ -113,8 +113,9 @@ def _header(cfg, grid: GridConfig, device, dtype_label, specs, wall, load0) -> l
                   "gradient, gradients to the parameters" + (" and to x (as for a non-first layer)"
                                                               if grid.grad_input else "")),
         ("timing", f"{grid.warmup} warm-up call(s), then median of up to {grid.iters} calls timed with {timer}; "
-                   f"budget {grid.budget_s:g} s per point (the last warm-up call estimates one call; above the "
-                   "budget the point is `timeout` and longer lengths are `skipped`)"),
+                   f"budget {grid.budget_s:g} s per point, in {'process CPU' if cpu else 'GPU'} time (the last "
+                   "warm-up call estimates one call; above the budget the point is `timeout` and longer lengths are "
+                   "`skipped`); also bounds the number of timed calls"),
         ("peak memory", memory_method(device)),
         ("mixer options", opts + "; max_len = N for mixers that take it (Linformer); Table 8 MIND topic "
                                  "classification column"),

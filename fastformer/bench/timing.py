@@ -8,7 +8,8 @@
   told (``mallopt(M_MMAP_THRESHOLD, 1 MiB)``) to serve every block >= 1 MiB with its own mmap, so freed activations go
   back to the OS and the RSS tracks live tensors; without Linux ``/proc`` the memory column is left empty.
 
-A point runs ``warmup`` calls; the last warm-up call estimates the steady-state time. If it exceeds ``budget_s`` the
+A point runs ``warmup`` calls; the last warm-up call estimates the steady-state time (GPU time on CUDA, process CPU
+time on CPU, so that other jobs on a shared CPU do not turn points into timeouts). If it exceeds ``budget_s`` the
 point is a timeout; otherwise ``min(iters, budget_s // estimate)`` (at least one) timed calls follow, and the median is
 reported. Out-of-memory errors become status ``"OOM"``; nothing is dropped.
 """
@@ -150,17 +151,32 @@ def is_oom(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and ("out of memory" in msg or "can't allocate memory" in msg)
 
 
+def failure_status(err: BaseException) -> str:
+    """``"OOM"`` for out-of-memory errors, else ``"error: <Type>: <first line of the message>"``."""
+    if is_oom(err):
+        return "OOM"
+    msg = (str(err).strip().splitlines() or [""])[0][:160]
+    return f"error: {type(err).__name__}: {msg}" if msg else f"error: {type(err).__name__}"
+
+
 def measure(step: Callable[[], None], device: torch.device, *, warmup: int, iters: int,
             budget_s: float) -> Measurement:
-    """Warm up, check the budget, time up to ``iters`` calls; OOM and over-budget points become statuses."""
+    """Warm up, check the budget, time up to ``iters`` calls; OOM and over-budget points become statuses.
+
+    The budget is compared with the GPU time of a call on CUDA and with its process CPU time on CPU (one thread: the
+    compute the call needs, whatever else runs on the machine; the wall time is still what is reported)."""
     if warmup < 1 or iters < 1:
         raise ValueError(f"bench warmup={warmup} and iters={iters} must both be >= 1")
     try:
         est = float("nan")
         for _ in range(warmup):
-            est = time_call(step, device)[0]
+            wall, cpu = time_call(step, device)
+            est = wall if device.type == "cuda" else cpu
         if not est <= budget_s:
-            return Measurement(f"timeout: > {budget_s:g} s", note=f"one warm-up call took {est:.3g} s")
+            what = "GPU" if device.type == "cuda" else "CPU"
+            return Measurement(f"timeout: > {budget_s:g} s", note=f"one warm-up call took {est:.3g} s {what} time"
+                                                                  + ("" if device.type == "cuda" else
+                                                                     f" ({wall:.3g} s wall)"))
         n = max(1, min(iters, int(budget_s // est) if est > 0 else iters))
         with PeakMemory(device) as mem:
             times = [time_call(step, device) for _ in range(n)]
@@ -168,7 +184,7 @@ def measure(step: Callable[[], None], device: torch.device, *, warmup: int, iter
         return Measurement("ok", statistics.median(wall), statistics.median(c for _, c in times), n, mem.peak_mib,
                            note=f"wall min {min(wall):.4g} s, max {max(wall):.4g} s")
     except Exception as err:  # noqa: BLE001 -- every failure is recorded as a row, never dropped
-        status = "OOM" if is_oom(err) else f"error: {type(err).__name__}: {str(err).splitlines()[0][:160]}"
+        status = failure_status(err)
     # cleanup outside the except block so the traceback's frames (holding activations) are released first
     gc.collect()
     if device.type == "cuda":
