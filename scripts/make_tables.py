@@ -13,7 +13,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # table name -> builder module in fastformer/results/ (each exposes build(runs_root, out_dir, preset) -> Path)
-TABLES = {"table4": "fastformer.results.table4"}
+TABLES = {
+    "table4": "fastformer.results.table4",
+    "table6": "fastformer.results.table6",
+    "ablations": "fastformer.results.ablations",
+    "probes": "fastformer.results.probes",
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,12 +24,13 @@ from omegaconf import DictConfig  # noqa: E402
 from fastformer.results.common import load_runs  # noqa: E402
 
 # stage -> tables it feeds (scripts/make_tables.py names)
-STAGE_TABLES = {"table4": ["table4"]}
+STAGE_TABLES = {"table4": ["table4"], "table6": ["table6"], "ablations": ["ablations", "table4"],
+                "probes": ["probes"]}
 
 
 def run_stage(stage: str, cfg: DictConfig) -> int:
     cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "-m", f"+sweep={stage}", f"preset={cfg.preset}",
-           f"seed={cfg.seeds[cfg.preset]}", f"logger={cfg.logger}", *cfg.overrides]
+           f"seed={cfg.seeds[cfg.preset]}", f"logger={cfg.logger}", f"hydra.sweep.dir={cfg.runs_root}", *cfg.overrides]
     print(f"[reproduce] {stage}: {' '.join(cmd[1:])}", flush=True)
     t0 = time.perf_counter()
     rc = subprocess.call(cmd, cwd=ROOT)
@@ -37,22 +38,22 @@ def run_stage(stage: str, cfg: DictConfig) -> int:
     return rc
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="reproduce")
+@hydra.main(version_base="1.3", config_path="../configs/reproduce", config_name="reproduce")
 def main(cfg: DictConfig) -> None:
     unknown = [s for s in cfg.stages if s not in STAGE_TABLES]
     if unknown:
-        raise SystemExit(f"unknown stage(s) {unknown}; known: {list(STAGE_TABLES)} (configs/reproduce.yaml)")
+        raise SystemExit(f"unknown stage(s) {unknown}; known: {list(STAGE_TABLES)} (configs/reproduce/reproduce.yaml)")
     if cfg.preset not in cfg.seeds:
-        raise SystemExit(f"preset={cfg.preset!r} has no seeds in configs/reproduce.yaml; known: {list(cfg.seeds)}")
+        raise SystemExit(f"preset={cfg.preset!r} has no seeds in configs/reproduce/reproduce.yaml; known: {list(cfg.seeds)}")
     t0 = time.perf_counter()
     codes = {} if cfg.tables_only else {s: run_stage(s, cfg) for s in cfg.stages}
-    tables = [t for s in cfg.stages for t in STAGE_TABLES[s]]
+    tables = list(dict.fromkeys(t for s in cfg.stages for t in STAGE_TABLES[s]))
     subprocess.check_call([sys.executable, str(ROOT / "scripts" / "make_tables.py"), "--preset", cfg.preset,
-                           "--tables", ",".join(tables)], cwd=ROOT)
-    failed = [r for r in load_runs(ROOT / "logs" / "multiruns" / cfg.preset) if r.status == "failed"]
+                           "--runs", cfg.runs_root, "--out", cfg.results_dir, "--tables", ",".join(tables)], cwd=ROOT)
+    failed = [r for r in load_runs(cfg.runs_root) if r.status == "failed"]
     for r in failed:
         print(f"[reproduce] FAILED {r.get('experiment')} seed {r.get('seed')}: {r.get('error')} ({r.path})")
-    print(f"[reproduce] done in {time.perf_counter() - t0:.0f} s; tables in results/")
+    print(f"[reproduce] done in {time.perf_counter() - t0:.0f} s; tables in {cfg.results_dir}")
     if failed or any(codes.values()):
         sys.exit(1)
 

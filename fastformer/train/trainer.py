@@ -111,7 +111,7 @@ class Trainer:
         self.task.setup()
         model = self.task.build_model().to(self.device)
         n_params = count_params(model)
-        opt = hydra.utils.instantiate(self.cfg.optimizer, params=[p for p in model.parameters() if p.requires_grad])
+        opt = hydra.utils.instantiate(self.cfg.optimizer)(params=[p for p in model.parameters() if p.requires_grad])
         scaler = torch.amp.GradScaler(enabled=self.precision == "fp16")
         train_model = torch.nn.parallel.DistributedDataParallel(model) if self.ddp else model
         state = {"epoch": 0, "history": [], "best": None, "best_epoch": None, "train_time": 0.0, "train_tokens": 0}

@@ -1,0 +1,40 @@
+"""Shared fixtures: a tiny data root in the original formats, Hydra composition, the shared real-data root."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("PROJECT_ROOT", str(ROOT))
+os.environ.setdefault("WANDB_MODE", "disabled")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def shared_data_root() -> Path | None:
+    """../shared/data (or $SHARED_DATA) when present; tests using it skip otherwise."""
+    cand = Path(os.environ.get("SHARED_DATA", ROOT.parent / "shared" / "data"))
+    return cand if cand.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def fixture_root(tmp_path_factory) -> Path:
+    from fastformer.data.fixtures import write_all_fixtures
+
+    root = tmp_path_factory.mktemp("data")
+    write_all_fixtures(root, n_per_class=24)
+    return root
+
+
+@pytest.fixture
+def compose_cfg():
+    """compose_cfg([...overrides]) -> the composed train.yaml config (with hydra keys resolved for a run)."""
+    from hydra import compose, initialize_config_dir
+
+    def _compose(overrides: list[str], config_name: str = "train"):
+        with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
+            return compose(config_name, overrides=overrides)
+
+    return _compose

@@ -1,0 +1,54 @@
+"""Every config composes: train.yaml with each experiment file (found recursively with pathlib) under both presets,
+every mixer config builds its mixer, and every sweep's experiment list names existing experiment files."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from fastformer.mixers import MIXERS, build_mixer
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+EXPERIMENTS = sorted(str(p.relative_to(CONFIGS / "experiment").with_suffix(""))
+                     for p in (CONFIGS / "experiment").rglob("*.yaml") if p.stem != "base")
+os.environ.setdefault("PROJECT_ROOT", str(ROOT))
+
+
+def compose_train(overrides: list[str]):
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        return compose("train", overrides=overrides, return_hydra_config=True)
+
+
+def test_default_config_composes():
+    cfg = compose_train([])
+    assert cfg.model.mixer.name in MIXERS and cfg.preset_name == "quick"
+
+
+@pytest.mark.parametrize("preset", ["quick", "paper"])
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_composes_and_resolves(experiment, preset):
+    cfg = compose_train([f"experiment={experiment}", f"preset={preset}"])
+    OmegaConf.resolve(cfg)  # every interpolation resolves
+    assert cfg.experiment_name.split("/")[0] == experiment.split("/")[0]
+    assert cfg.model.mixer.name in MIXERS, f"{experiment}: unknown mixer {cfg.model.mixer.name}"
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS / "model" / "mixer").glob("*.yaml")), ids=lambda p: p.stem)
+def test_mixer_config_builds(path):
+    kw = yaml.safe_load(path.read_text())
+    name = kw.pop("name")
+    assert name == path.stem
+    build_mixer(name, d_model=32, n_heads=4, **({"max_len": 64} if name == "linformer" else {}), **kw)
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS / "sweep").glob("*.yaml")), ids=lambda p: p.stem)
+def test_sweep_lists_existing_experiments(path):
+    params = yaml.safe_load(path.read_text())["hydra"]["sweeper"]["params"]
+    exps = [e.strip() for e in str(params.get("experiment", "")).split(",") if e.strip()]
+    missing = [e for e in exps if e not in EXPERIMENTS]
+    assert not missing, f"{path.name} names experiments without a file: {missing}"
