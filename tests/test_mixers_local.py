@@ -8,12 +8,21 @@ import pytest
 import torch
 import yaml
 
+import fastformer.mixers.longformer as lf_module
 from fastformer.mixers import build_mixer, mixer_kwargs
 from fastformer.mixers.naive.longformer import reference as lf_reference
 from fastformer.mixers.naive.poolingformer import reference as pf_reference
 
 D, H = 32, 4
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "model" / "mixer"
+
+
+@pytest.fixture(params=["chunked", "auto"])
+def path(request, monkeypatch):
+    """Run a test with the chunked band path forced, and with the automatic chunked/dense choice."""
+    if request.param == "chunked":
+        monkeypatch.setattr(lf_module, "DENSE_FACTOR", 0.0)
+    return request.param
 
 
 def batch(N: int, lengths: list[int], dtype=torch.float32, seed: int = 0):
@@ -45,8 +54,9 @@ def grads(m, x, mask, w):
     (50, 6, 0, [50, 31]),
     (6, 8, 8, [6, 4]),
     (70, 16, 5, [70, 66, 3]),
+    (150, 4, 2, [150, 100, 40]),
 ])
-def test_longformer_fast_equals_hf(N, window, n_global, lengths):
+def test_longformer_fast_equals_hf(N, window, n_global, lengths, path):
     fast, hf = lf_pair(window=window, n_global=n_global)
     x, mask = batch(N, lengths)
     w = torch.randn(x.shape, generator=torch.Generator().manual_seed(3))
@@ -58,7 +68,7 @@ def test_longformer_fast_equals_hf(N, window, n_global, lengths):
 
 
 @pytest.mark.parametrize("impl", ["fast", "hf"])
-def test_longformer_matches_dense_reference_float64(impl):
+def test_longformer_matches_dense_reference_float64(impl, path):
     fast, hf = lf_pair(window=6, n_global=3)
     m = (fast if impl == "fast" else hf).double()
     x, mask = batch(29, [29, 17, 2], dtype=torch.float64)
@@ -83,7 +93,7 @@ def _dependence(m, x, mask, j):
 
 
 @pytest.mark.parametrize("impl", ["fast", "hf"])
-def test_longformer_window_is_total_span(impl):
+def test_longformer_window_is_total_span(impl, path):
     """window=6: token i depends on input j exactly when |i - j| <= 3 (no global tokens)."""
     m = build_mixer("longformer", d_model=D, n_heads=H, window=6, n_global=0, impl=impl).eval()
     x, mask = batch(30, [30])
@@ -94,7 +104,7 @@ def test_longformer_window_is_total_span(impl):
 
 
 @pytest.mark.parametrize("impl", ["fast", "hf"])
-def test_longformer_global_tokens(impl):
+def test_longformer_global_tokens(impl, path):
     m = build_mixer("longformer", d_model=D, n_heads=H, window=4, n_global=2, impl=impl).eval()
     N = 40
     x, mask = batch(N, [N, 25])
@@ -110,7 +120,7 @@ def test_longformer_global_tokens(impl):
     assert not dep[1][mask[1]].any()
 
 
-def test_longformer_chunk_size_does_not_change_results():
+def test_longformer_chunk_size_does_not_change_results(path):
     x, mask = batch(45, [45, 30, 5])
     outs = []
     for chunk in (1, 3, 16, 64):
@@ -138,8 +148,9 @@ def test_longformer_dropout_trains_and_bad_options_raise():
     (31, dict(window=4, pool_window=12, pool_size=3, pool="max"), [31, 13, 1]),
     (26, dict(window=2, pool_window=6, pool_size=5), [26, 11]),
     (18, dict(window=6, pool_window=8, pool_size=2, chunk=4), [18, 7]),
+    (90, dict(window=4, pool_window=8, pool_size=2), [90, 41]),
 ])
-def test_poolingformer_matches_reference_edge_cases(N, kw, lengths):
+def test_poolingformer_matches_reference_edge_cases(N, kw, lengths, path):
     torch.manual_seed(0)
     m = build_mixer("poolingformer", d_model=D, n_heads=H, **kw).double()
     x, mask = batch(N, lengths, dtype=torch.float64)
@@ -154,7 +165,7 @@ def test_poolingformer_matches_reference_edge_cases(N, kw, lengths):
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
 
 
-def test_poolingformer_padding_and_receptive_field():
+def test_poolingformer_padding_and_receptive_field(path):
     m = build_mixer("poolingformer", d_model=D, n_heads=H, window=4, pool_window=8, pool_size=2, pool="max").eval()
     N = 40
     x, mask = batch(N, [N, 13])

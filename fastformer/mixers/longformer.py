@@ -33,6 +33,11 @@ from torch import nn
 from fastformer.mixers.base import TokenMixer, register_mixer
 
 
+#: ``chunked_band_attention`` attends densely (band-masked) when the whole key sequence is at most this many times the
+#: per-chunk key window; tests set it to 0 to force the chunked path.
+DENSE_FACTOR = 2.0
+
+
 def _pad_dim(t: torch.Tensor, dim: int, left: int, right: int, value=0) -> torch.Tensor:
     """Pad (or, for a negative ``right``, trim) ``t`` along ``dim``."""
     if right < 0:
@@ -69,6 +74,8 @@ def chunked_band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ke
     n_chunks = -(-N // C)
     Mp = n_chunks * s
     shifts = [-key_left + j * s for j in range(-(-key_len // s))]  # consecutive pieces covering the key range
+    if k.shape[1] <= DENSE_FACTOR * len(shifts) * s:  # few keys in all (short input): one dense call is cheaper
+        return _dense_band_attention(q, k, v, key_mask, allow, extra_k, extra_v, extra_mask, dropout)
     qc = _pad_dim(q, 1, 0, n_chunks * C - N).view(B * n_chunks, C, h, dh).transpose(1, 2)  # (B*nC, h, C, dh)
     kw = _rolled_windows(_pad_dim(k, 1, 0, Mp - k.shape[1]), n_chunks, s, shifts)  # (B, nC, S, h, dh)
     vw = _rolled_windows(_pad_dim(v, 1, 0, Mp - v.shape[1]), n_chunks, s, shifts)  # (B, nC, S, h, dh)
@@ -93,6 +100,20 @@ def chunked_band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ke
                                        attn_mask=allowed.view(B * n_chunks, 1, C, S), dropout_p=dropout)
     y = y.transpose(1, 2).reshape(B, n_chunks * C, h, dh)  # (B, nC*C, h, dh)
     return y if n_chunks * C == N else y[:, :N]  # (B, N, h, dh)
+
+
+def _dense_band_attention(q, k, v, key_mask, allow, extra_k, extra_v, extra_mask, dropout):
+    """Same result as ``chunked_band_attention`` with all M keys per query: (B, N, h, dh) -> (B, N, h, dh)."""
+    N, M = q.shape[1], k.shape[1]
+    allowed = allow(torch.arange(N, device=q.device)[:, None], torch.arange(M, device=q.device)[None, :])  # (N, M)
+    allowed = allowed[None] & key_mask[:, None, :]  # (B, N, M)
+    if extra_k is not None and extra_k.shape[1] > 0:
+        k, v = torch.cat([extra_k, k], dim=1), torch.cat([extra_v, v], dim=1)  # (B, G+M, h, dh)
+        allowed = torch.cat([extra_mask[:, None, :].expand(-1, N, -1), allowed], dim=2)  # (B, N, G+M)
+    allowed = allowed | ~allowed.any(-1, keepdim=True)  # padding-only rows: finite, unspecified
+    y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                       attn_mask=allowed[:, None], dropout_p=dropout)  # (B, h, N, dh)
+    return y.transpose(1, 2)
 
 
 def default_chunk(one_sided: int) -> int:

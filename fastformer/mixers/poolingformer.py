@@ -63,7 +63,7 @@ class Poolingformer(TokenMixer):
     pool_size    pooling kernel = stride p (keys/values of p consecutive tokens pooled into one)
     pool         "mean" | "max" pooling of the second-level keys/values (padding excluded)
     dropout      attention-probability dropout (both levels)
-    chunk        query chunk size (None: automatic, a multiple of pool_size); changes speed, not results
+    chunk        query chunk size of both levels (None: automatic, multiples of pool_size); speed only, not results
     max_len      accepted for the encoder contract, unused (any length works)
     """
 
@@ -82,8 +82,9 @@ class Poolingformer(TokenMixer):
         self.window, self.one_sided = window, window // 2
         self.pool_window, self.pool_size, self.pool = pool_window, pool_size, pool
         self.attn_dropout = dropout
-        base = default_chunk(self.one_sided)
-        self.chunk = chunk or -(-base // pool_size) * pool_size  # multiple of pool_size, so buckets align with chunks
+        up = lambda n: -(-n // pool_size) * pool_size  # noqa: E731  (multiple of pool_size: buckets align with chunks)
+        self.chunk = chunk or up(default_chunk(self.one_sided))  # first level
+        self.chunk2 = chunk or up(max(self.chunk, pool_window // 4))  # second level: fewer, larger key pieces
         self.qkv = nn.Linear(d_model, 3 * d_model)  # first level
         self.qkv_pool = nn.Linear(d_model, 3 * d_model)  # second level, applied to the first level's output
         self.out = nn.Linear(d_model, d_model)
@@ -103,9 +104,10 @@ class Poolingformer(TokenMixer):
         kb, valid = pool_buckets(k2, real, p, self.pool)  # (B, M, D), (B, M)
         vb, _ = pool_buckets(v2, real, p, self.pool)  # (B, M, D)
         M = kb.shape[1]
-        left, length = pooled_key_range(C, p, pw)
+        C2 = self.chunk2
+        left, length = pooled_key_range(C2, p, pw)
         z = chunked_band_attention(q2.view(B, N, self.n_heads, self.d_head), kb.view(B, M, self.n_heads, self.d_head),
-                                   vb.view(B, M, self.n_heads, self.d_head), valid, chunk=C, key_step=C // p,
+                                   vb.view(B, M, self.n_heads, self.d_head), valid, chunk=C2, key_step=C2 // p,
                                    key_left=left, key_len=length,
                                    allow=lambda qp, kb_: (2 * kb_ * p + p - 1 - 2 * qp).abs() <= pw,
                                    dropout=drop).reshape(B, N, D)  # (B, N, D)
@@ -113,4 +115,4 @@ class Poolingformer(TokenMixer):
 
     def extra_repr(self) -> str:
         return (f"window={self.window} (±{self.one_sided}), pool_window={self.pool_window}, "
-                f"pool_size={self.pool_size}, pool={self.pool!r}, chunk={self.chunk}")
+                f"pool_size={self.pool_size}, pool={self.pool!r}, chunk={self.chunk}/{self.chunk2}")
