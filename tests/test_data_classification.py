@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from fastformer.data import classification_formats, classification_sources, download, fixtures
 from fastformer.data.classification import load_classification, pad_collate, split_sizes
-from fastformer.data.text import Vocab, get_tokenizer, glove_init, regex_tokenize
+from fastformer.data.text import Vocab, get_tokenizer, glove_init, regex_tokenize, tokenize_all
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -39,6 +39,8 @@ def test_regex_tokenizer_matches_word_tokenize_conventions():
     assert regex_tokenize("I don't think it's U.S. e-mail... Can't stop!") == [
         "i", "do", "n't", "think", "it", "'s", "u.s", ".", "e-mail", "...", "ca", "n't", "stop", "!"]
     assert pickle.loads(pickle.dumps(get_tokenizer("regex")))("Hi!") == ["hi", "!"]  # picklable for workers
+    docs = [f"Doc {i}: it's fine." for i in range(50)]
+    assert tokenize_all(docs, get_tokenizer(), workers=2, chunk=7) == [regex_tokenize(d) for d in docs]
     with pytest.raises(ValueError, match="data.tokenizer"):
         get_tokenizer("bpe")
 

@@ -67,16 +67,24 @@ def _tokenize_chunk(args: tuple[Callable[[str], list[str]], list[str]]) -> list[
 
 def tokenize_all(texts: Sequence[str], tokenizer: Callable[[str], list[str]], *, workers: int | None = None,
                  chunk: int = 2000) -> list[list[str]]:
-    """Tokenise many texts; in ``workers`` processes (default: up to 8 CPUs when > 20k texts), order preserved."""
+    """Tokenise many texts, order preserved; forked ``workers`` (default: up to 8 CPUs when > 20k texts).
+
+    Workers are forked (no re-import of ``__main__``, so it works from notebooks and stdin); where fork is
+    unavailable or a worker dies, tokenisation falls back to this process with a warning.
+    """
+    import multiprocessing as mp
     if workers is None:
         workers = min(8, os.cpu_count() or 1) if len(texts) > 20000 else 0
-    if workers <= 1:
-        return [tokenizer(t) for t in texts]
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-    jobs = [(tokenizer, list(texts[i:i + chunk])) for i in range(0, len(texts), chunk)]
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        return [toks for part in pool.map(_tokenize_chunk, jobs) for toks in part]
+    if workers > 1 and "fork" in mp.get_all_start_methods():
+        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
+        jobs = [(tokenizer, list(texts[i:i + chunk])) for i in range(0, len(texts), chunk)]
+        try:
+            with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+                return [toks for part in pool.map(_tokenize_chunk, jobs) for toks in part]
+        except (BrokenProcessPool, OSError) as err:
+            log.warning("parallel tokenisation failed (%s); tokenising in one process", err)
+    return [tokenizer(t) for t in texts]
 
 
 class Vocab:
