@@ -46,16 +46,14 @@ class LinearTransformer(TokenMixer):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         B, N, D = x.shape
-        q, k, v = self.qkv(x).view(B, N, 3, self.n_heads, self.d_head).unbind(2)  # 3 x (B, N, h, dh)
+        q, k, v = self.qkv(x).view(B, N, 3, self.n_heads, self.d_head).permute(2, 0, 3, 1, 4)  # 3 x (B, h, N, dh)
         dt = work_dtype(q)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            q, k, v = q.to(dt), k.to(dt), v.to(dt)
-            fq, fk = elu_feature_map(q), elu_feature_map(k)  # (B, N, h, dh)
+            fq, fk = elu_feature_map(q.to(dt)), elu_feature_map(k.to(dt))  # (B, h, N, dh)
             if mask is not None:
-                fk = fk * mask[:, :, None, None].to(dt)  # padded keys contribute nothing
-            kv = torch.einsum("bnhd,bnhe->bhde", fk, v)  # (B, h, dh, dh): sum_j phi(k_j) v_j^T
-            z = fk.sum(1)  # (B, h, dh): sum_j phi(k_j)
-            num = torch.einsum("bnhd,bhde->bnhe", fq, kv)  # (B, N, h, dh)
-            den = torch.einsum("bnhd,bhd->bnh", fq, z) + self.eps  # (B, N, h)
-            y = num / den[..., None]  # (B, N, h, dh)
-        return self.out(y.to(x.dtype).reshape(B, N, D))  # autocast (if on) re-casts for the projection
+                fk = fk * mask[:, None, :, None].to(dt)  # padded keys contribute nothing
+            v1 = torch.cat([v.to(dt), torch.ones_like(v[..., :1], dtype=dt)], dim=-1)  # (B, h, N, dh + 1)
+            kvz = fk.transpose(-1, -2) @ v1  # (B, h, dh, dh + 1): [sum_j phi(k_j) v_j^T | sum_j phi(k_j)]
+            num_den = fq @ kvz  # (B, h, N, dh + 1): [numerator | denominator]
+            y = num_den[..., :-1] / (num_den[..., -1:] + self.eps)  # (B, h, N, dh)
+        return self.out(y.transpose(1, 2).to(x.dtype).reshape(B, N, D))  # autocast (if on) re-casts

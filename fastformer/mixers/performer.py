@@ -3,13 +3,14 @@
 Softmax kernel exp(q.k / sqrt(dh)) approximated with m = ``n_features`` positive orthogonal random features
 (Lemma 1 + Sec. 2.4): with x' = x / dh^(1/4) and rows w_r of the projection W (m, dh)::
 
-    phi(x) = exp(W x' - |x'|^2 / 2) / sqrt(m)          (m,) > 0
+    phi(x) = exp(W x' - |x'|^2 / 2) / sqrt(m)          (m,) > 0; constant factors cancel in out_i
     out_i  = phi(q_i)^T (sum_j phi(k_j) v_j^T) / (phi(q_i)^T sum_j phi(k_j))         O(N m dh)
 
 W is made of stacked dh x dh blocks of orthogonalised Gaussian rows, each row rescaled to the norm of an independent
 Gaussian vector (so rows are marginally N(0, I)). W is a buffer (never trained), one per layer, shared by all heads.
 Stability: the exponent is shifted by its max over features (per query) for queries and by the max over all real
-keys and features for keys; both shifts cancel between numerator and denominator, so the result is unchanged (the shifts are detached).
+keys and features for keys; both shifts cancel between numerator and denominator, so the result is unchanged
+(the shifts are detached).
 All feature maths runs in float32 under bf16/fp16 autocast. Padded keys get phi = 0.
 
 Redrawing (``redraw_every``): in training, W is redrawn before every ``redraw_every``-th forward (1 = every forward,
@@ -41,21 +42,24 @@ def orthogonal_gaussian(n_rows: int, dim: int, generator: torch.Generator) -> to
 
 def favor_features(x: torch.Tensor, w: torch.Tensor, *, is_query: bool,
                    mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Positive random features. x: (B, N, h, dh) already scaled by dh^-1/4; w: (m, dh) -> (B, N, h, m).
+    """Positive random features up to a constant factor. x: (B, h, N, dh) already scaled by dh^-1/4; w: (m, dh)
+    -> (B, h, N, m) = exp(W x - |x|^2 / 2 - shift) with the shift (and 1/sqrt(m)) dropped because it cancels.
 
-    ``mask`` (B, N) bool marks real keys: padded keys get features 0 and are left out of the key stabiliser.
+    Queries: shift = max over features per query (|x|^2 / 2 is per-query too, so only W x remains).
+    Keys: shift = max over all real keys and features per (sequence, head); ``mask`` (B, N) bool marks real keys,
+    padded keys get features exactly 0 and do not enter the shift.
     """
-    proj = torch.einsum("bnhd,md->bnhm", x, w)  # (B, N, h, m)
-    expo = proj - x.square().sum(-1, keepdim=True) / 2  # (B, N, h, m)
     if is_query:
-        shift = expo.amax(-1, keepdim=True)  # (B, N, h, 1): per-query constant, cancels in the ratio
-    else:
-        if mask is not None:  # padded keys: exp(-inf) = 0, and they do not enter the shift
-            expo = expo.masked_fill(~mask[:, :, None, None], float("-inf"))
-        shift = expo.amax(dim=(1, 3), keepdim=True)  # (B, 1, h, 1): one constant per sequence and head
-        shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))  # all-padding sequence
-    feats = torch.exp(expo - shift.detach()) / math.sqrt(w.shape[0])  # (B, N, h, m), max feature 1/sqrt(m)
-    return feats
+        proj = x @ w.T  # (B, h, N, m)
+        return (proj - proj.detach().amax(-1, keepdim=True)).exp_()  # (B, h, N, m), max feature per query = 1
+    x_aug = torch.cat([x, x.square().sum(-1, keepdim=True) / 2], dim=-1)  # (B, h, N, dh + 1)
+    w_aug = torch.cat([w, -torch.ones_like(w[:, :1])], dim=-1)  # (m, dh + 1)
+    expo = x_aug @ w_aug.T  # (B, h, N, m) = W x - |x|^2 / 2 in one matmul
+    if mask is not None:
+        expo = expo.masked_fill_(~mask[:, None, :, None], float("-inf"))
+    shift = expo.detach().amax(dim=(2, 3), keepdim=True)  # (B, h, 1, 1): one constant per sequence and head
+    shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))  # all-padding sequence
+    return expo.sub_(shift).exp_()  # (B, h, N, m), max feature over real keys = 1
 
 
 @register_mixer("performer")
@@ -97,16 +101,15 @@ class Performer(TokenMixer):
                 self.redraw()
             self.n_calls += 1
         B, N, D = x.shape
-        q, k, v = self.qkv(x).view(B, N, 3, self.n_heads, self.d_head).unbind(2)  # 3 x (B, N, h, dh)
+        q, k, v = self.qkv(x).view(B, N, 3, self.n_heads, self.d_head).permute(2, 0, 3, 1, 4)  # 3 x (B, h, N, dh)
         dt = work_dtype(q)
         with torch.autocast(device_type=x.device.type, enabled=False):
             scale = self.d_head ** -0.25
             w = self.projection.to(dt)  # (m, dh)
-            fq = favor_features(q.to(dt) * scale, w, is_query=True)  # (B, N, h, m)
-            fk = favor_features(k.to(dt) * scale, w, is_query=False, mask=mask)  # (B, N, h, m)
-            kv = torch.einsum("bnhm,bnhd->bhmd", fk, v.to(dt))  # (B, h, m, dh)
-            z = fk.sum(1)  # (B, h, m)
-            num = torch.einsum("bnhm,bhmd->bnhd", fq, kv)  # (B, N, h, dh)
-            den = torch.einsum("bnhm,bhm->bnh", fq, z)  # (B, N, h)
-            y = num / den.clamp_min(torch.finfo(dt).tiny)[..., None]  # (B, N, h, dh)
-        return self.out(y.to(x.dtype).reshape(B, N, D))
+            fq = favor_features(q.to(dt) * scale, w, is_query=True)  # (B, h, N, m)
+            fk = favor_features(k.to(dt) * scale, w, is_query=False, mask=mask)  # (B, h, N, m)
+            v1 = torch.cat([v.to(dt), torch.ones_like(v[..., :1], dtype=dt)], dim=-1)  # (B, h, N, dh + 1)
+            kvz = fk.transpose(-1, -2) @ v1  # (B, h, m, dh + 1): [sum_j phi(k_j) v_j^T | sum_j phi(k_j)]
+            num_den = fq @ kvz  # (B, h, N, dh + 1): [numerator | denominator]
+            y = num_den[..., :-1] / num_den[..., -1:].clamp_min(torch.finfo(dt).tiny)  # (B, h, N, dh)
+        return self.out(y.transpose(1, 2).to(x.dtype).reshape(B, N, D))
