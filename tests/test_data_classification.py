@@ -183,6 +183,14 @@ def test_read_only_root_caches_elsewhere(fx, tmp_path, monkeypatch):
     assert out.is_relative_to(tmp_path / "xdg" / "fastformer" / "data")
     monkeypatch.undo()
     assert download.default_cache_dir(tmp_path) == tmp_path / ".cache"
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)  # no write bits: read-only even for root, who could still write
+    try:
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+        assert download.default_cache_dir(locked).is_relative_to(tmp_path / "xdg") and not (locked / ".cache").exists()
+    finally:
+        locked.chmod(0o755)
 
 
 def test_unknown_key_and_pad_collate():

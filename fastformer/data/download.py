@@ -108,10 +108,21 @@ def writable_dir(path: Path) -> bool:
         return False
 
 
+def read_only_by_mode(path: Path) -> bool:
+    """True when ``path`` exists and has no write bit at all (``dr-xr-xr-x``), honoured even when running as root."""
+    try:
+        return not (Path(path).stat().st_mode & 0o222)
+    except OSError:
+        return False
+
+
 def default_cache_dir(data_root: Path) -> Path:
-    """``<data_root>/.cache`` when writable (caches live next to the data), else a per-root user cache dir."""
+    """``<data_root>/.cache`` when writable (caches live next to the data), else a per-root user cache dir.
+
+    A root without any write bit (like ``../shared/data``) counts as read-only even for root, which could write.
+    """
     local = Path(data_root) / ".cache"
-    if writable_dir(local):
+    if not read_only_by_mode(data_root) and writable_dir(local):
         return local
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fastformer" / "data"
     tag = hashlib.sha1(str(Path(data_root).resolve()).encode()).hexdigest()[:10]
