@@ -47,13 +47,15 @@ def _pad_dim(t: torch.Tensor, dim: int, left: int, right: int, value=0) -> torch
     return F.pad(t, pad, value=value)
 
 
-def _rolled_windows(t: torch.Tensor, n_chunks: int, step: int, shifts: list[int]) -> torch.Tensor:
-    """(B, n_chunks*step, ...) -> (B, n_chunks, len(shifts)*step, ...): piece j of window c holds rows
-    c*step + shifts[j] + [0, step), taken cyclically. Built with ``roll`` + ``cat`` (backward = roll + views), avoiding
-    the zero-fill of slice/unfold backward; the caller masks the wrapped-around rows."""
+def _rolled_windows(t: torch.Tensor, n_chunks: int, step: int, shifts: list[int],
+                    prefix: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, n_chunks*step, ...) -> (B, n_chunks, [G +] len(shifts)*step, ...): piece j of window c holds rows
+    c*step + shifts[j] + [0, step), taken cyclically, after the optional ``prefix`` (B, n_chunks, G, ...). Built with
+    ``roll`` + one ``cat`` (backward = roll + views), avoiding the zero-fill of slice/unfold backward; the caller
+    masks the wrapped-around rows."""
     pieces = [(torch.roll(t, -sh, dims=1) if sh else t).view(t.shape[0], n_chunks, step, *t.shape[2:])
               for sh in shifts]  # each (B, nC, step, ...)
-    return torch.cat(pieces, dim=2)
+    return torch.cat(([prefix] if prefix is not None else []) + pieces, dim=2)
 
 
 def chunked_band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor, *,
@@ -77,8 +79,12 @@ def chunked_band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ke
     if k.shape[1] <= DENSE_FACTOR * len(shifts) * s:  # few keys in all (short input): one dense call is cheaper
         return _dense_band_attention(q, k, v, key_mask, allow, extra_k, extra_v, extra_mask, dropout)
     qc = _pad_dim(q, 1, 0, n_chunks * C - N).view(B * n_chunks, C, h, dh).transpose(1, 2)  # (B*nC, h, C, dh)
-    kw = _rolled_windows(_pad_dim(k, 1, 0, Mp - k.shape[1]), n_chunks, s, shifts)  # (B, nC, S, h, dh)
-    vw = _rolled_windows(_pad_dim(v, 1, 0, Mp - v.shape[1]), n_chunks, s, shifts)  # (B, nC, S, h, dh)
+    has_extra = extra_k is not None and extra_k.shape[1] > 0
+    G = extra_k.shape[1] if has_extra else 0
+    ek = extra_k[:, None].expand(B, n_chunks, G, h, dh) if has_extra else None  # (B, nC, G, h, dh)
+    ev = extra_v[:, None].expand(B, n_chunks, G, h, dh) if has_extra else None
+    kw = _rolled_windows(_pad_dim(k, 1, 0, Mp - k.shape[1]), n_chunks, s, shifts, ek)  # (B, nC, G+S, h, dh)
+    vw = _rolled_windows(_pad_dim(v, 1, 0, Mp - v.shape[1]), n_chunks, s, shifts, ev)  # (B, nC, G+S, h, dh)
     mw = _rolled_windows(_pad_dim(key_mask, 1, 0, Mp - key_mask.shape[1], value=False), n_chunks, s, shifts)
     dev = q.device
     kpos = _rolled_windows(torch.arange(Mp, device=dev)[None], n_chunks, s, shifts)[0]  # (nC, S) actual key index
@@ -87,10 +93,7 @@ def chunked_band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ke
     qpos = torch.arange(n_chunks * C, device=dev).view(n_chunks, C, 1)  # (nC, C, 1)
     band = allow(qpos, kpos[:, None, :]) & (kpos == want)[:, None, :]  # (nC, C, S)
     allowed = band[None] & mw[:, :, None, :]  # (B, nC, C, S)
-    if extra_k is not None and extra_k.shape[1] > 0:
-        G = extra_k.shape[1]
-        kw = torch.cat([extra_k[:, None].expand(B, n_chunks, G, h, dh), kw], dim=2)  # (B, nC, G+S, h, dh)
-        vw = torch.cat([extra_v[:, None].expand(B, n_chunks, G, h, dh), vw], dim=2)
+    if has_extra:
         allowed = torch.cat([extra_mask[:, None, None, :].expand(B, n_chunks, C, G), allowed], dim=3)
     S = kw.shape[2]
     # rows with nothing allowed (padding only) would give NaN: let them see their whole window instead
