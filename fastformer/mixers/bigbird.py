@@ -8,15 +8,20 @@ Tokens are grouped in blocks of ``block_size`` (N is padded internally to a mult
   to the global blocks, and to ``n_random_blocks`` random blocks drawn from the remaining blocks (fewer when fewer
   remain). Each key block is attended at most once per query block.
 
-The random pattern is fixed per module, head and number of blocks (as the original code's per-layer seeded pattern):
-it is drawn from a generator seeded with (``seed`` buffer, number of blocks), so eval is deterministic and a saved
-module reproduces its pattern. Non-global query blocks gather their key/value blocks (O(N K d), K = block_size *
-(n_global_blocks + window_blocks + n_random_blocks)); global query rows use dense rows (O(g N d)). Padded keys are
-excluded; a query with no real key to attend to gets a zero output (never NaN).
+The random pattern is fixed per module, head and number of blocks (as in the transformers port, which re-seeds
+``np.random`` with the layer index on every training call): it is drawn from a generator seeded with (``seed``
+buffer, number of blocks), so eval is deterministic and a saved module reproduces its pattern. Non-global query
+blocks gather their key/value blocks (O(N K d), K = block_size * (n_global_blocks + window_blocks +
+n_random_blocks)); global query rows use dense rows (O(g N d)). Padded keys are excluded; a query with no real key
+to attend to gets a zero output (never NaN).
 
-``transformers.BigBirdModel``'s block_sparse attention is not used: it fixes the pattern (3-block window, first and
-last block global, random blocks redrawn per training call), needs N to be a multiple of the block size and falls
-back to full attention for short sequences, so it cannot realise the options above.
+``transformers``' ``BigBirdBlockSparseAttention`` (checked in transformers 5.x) is not used: its pattern is fixed
+(3-block window, first and last block global), its random blocks are replaced by block 0 in eval ("no randomness",
+so eval differs from training), it needs N to be a multiple of the block size, and the model falls back to full
+attention when N <= (5 + 2 r) * block_size -- so it cannot realise the options above.
+
+Note: the random pattern depends on the number of blocks of the (padded) batch, so the same text padded to a
+different batch length may see different random blocks; window and global blocks do not change.
 """
 from __future__ import annotations
 
