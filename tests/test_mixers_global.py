@@ -117,7 +117,6 @@ def test_linformer_slices_projection_to_sequence_length():
     torch.testing.assert_close(m(x, mask), small(x, mask), rtol=1e-10, atol=1e-12)
     m(x, mask).sum().backward()
     assert m.E.grad[:, :, 20:].abs().sum() == 0 and m.E.grad[:, :, :7].abs().sum() > 0
-    assert m.E.grad[2:, :, :].abs().sum() == 0 if m.E.shape[0] > 2 else True
 
 
 def test_linformer_length_errors():
