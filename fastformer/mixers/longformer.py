@@ -24,7 +24,6 @@ so a state dict from one loads into the other with ``strict=True``.
 """
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import nn
