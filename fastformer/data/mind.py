@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from fastformer.data.download import DataUnavailableError, ensure_file
+
 log = logging.getLogger(__name__)
 
 MIND_VERSIONS = ("small", "large", "synthetic")
@@ -171,18 +173,19 @@ def _open_member(src: Path, name: str) -> io.TextIOBase:
 
 
 def ensure_split(root: str | Path, *, version: str, split: str, download: bool = False) -> Path:
-    """Locate (and with ``download=True`` fetch) a split; raise a one-line error with the fix when absent."""
+    """Locate (with ``download=True``: fetch the official zip) a split; raise one actionable line when absent."""
     found = split_path(root, version=version, split=split)
     if found is not None:
         return found
+    name = f"MIND{version}_{split}"
+    if version == "synthetic":
+        raise DataUnavailableError(f"{name} not found under data root {root}: run `python scripts/make_synthetic_mind.py "
+                                   f"--out {root}` (or keep data.synthetic.auto_generate=true)")
     url = MIND_URLS.get((version, split))
-    if download and url is not None:
-        from fastformer.data.download import download_file  # shared download / offline-error helper
-        return Path(download_file(url, Path(root) / f"MIND{version}_{split}.zip"))
-    hint = (f"run `python scripts/make_synthetic_mind.py --out {root}`" if version == "synthetic"
-            else f"download {url} into it (or set data.download=true)" if url
-            else f"MIND{version} has no {split} split")
-    raise FileNotFoundError(f"MIND{version}_{split} (folder or .zip) not found under data root {root}: {hint}")
+    if url is None:
+        raise DataUnavailableError(f"MIND{version} has no {split} split (official splits: "
+                                   f"{[s for v, s in MIND_URLS if v == version]}); e.g. set data.test_split=dev")
+    return ensure_file(Path(root) / f"{name}.zip", url=url, allow_download=download)
 
 
 def load_split(root: str | Path, *, version: str, split: str, download: bool = False,

@@ -1,0 +1,163 @@
+"""MIND splits -> the arrays news recommendation trains on (``load_mind_rec(cfg.data, model=cfg.model)``).
+
+* one news table over the union of the splits' news.tsv files: ``tokens (N + 1, L)`` / ``mask`` with row 0 the
+  padding news; titles tokenised by ``fastformer.data.text`` (vocabulary from the *training* news titles only) or, for
+  ``model.news_encoder=hf``, by the checkpoint's own tokenizer; truncated to ``data.max_title_len`` (paper: 48);
+* histories cut to the latest ``data.max_history`` clicks (paper: 50) and de-duplicated across impressions;
+* impressions as news-row arrays (``cands``, ``labels``, ``pos``, ``neg``); unknown news ids are dropped and counted
+  (see ``MindSplit.drop_unknown``), except in the ``predict`` split, where they map to the padding row so every
+  candidate of the leaderboard file still gets a rank;
+* ``data.version=synthetic`` with no synthetic data under ``data.root`` generates it (``data.synthetic``) into the cache.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from fastformer.data.mind import MindSplit, load_split, split_path
+from fastformer.data.synthetic_mind import make_synthetic_mind
+from fastformer.data.text import Vocab, get_tokenizer, glove_init
+
+log = logging.getLogger(__name__)
+_SPLIT_KEYS = {"train": "train_split", "val": "val_split", "test": "test_split", "predict": "predict_split"}
+
+
+@dataclass
+class MindRecData:
+    tokens: torch.Tensor                 # (N + 1, L) title token ids; row 0 = padding news
+    mask: torch.Tensor                   # (N + 1, L) bool, True = real token
+    news_ids: list[str]                  # row -> news id ("" for row 0)
+    user_hist: list[np.ndarray]          # history index -> news rows of the latest max_history clicks
+    impressions: dict[str, list[dict]]   # "train" | "val" | "test" | "predict" -> impressions
+    train_ctr: np.ndarray                # (N + 1,) training click-through rate, smoothed to the global CTR
+    vocab: Vocab | None                  # None with an HF tokenizer
+    vocab_size: int
+    info: dict
+    glove_path: str | None = None
+
+    def embedding_init(self, d_model: int) -> torch.Tensor:
+        if self.vocab is None or not self.glove_path:
+            raise ValueError("model.embedding_init=glove needs data.glove_path (a local glove.*.txt) and word tokens")
+        table, stats = glove_init(self.vocab, Path(self.glove_path), d_model)
+        self.info["glove"] = stats
+        return table
+
+
+def _synthetic_root(d: Any, cache_dir: str | None) -> tuple[Path, str]:
+    """Root holding MINDsynthetic_* (data.root if there, else generated into the cache) and a description."""
+    splits = [d[k] for k in _SPLIT_KEYS.values() if d.get(k)]
+    if all(split_path(d.root, version="synthetic", split=s) for s in splits):
+        info = Path(split_path(d.root, version="synthetic", split=splits[0])) / "synthetic_info.json"
+        return Path(d.root), json.loads(info.read_text())["data_used"] if info.exists() else "synthetic MIND"
+    s = OmegaConf.to_container(d.synthetic, resolve=True)
+    if not s.pop("auto_generate", True):
+        load_split(d.root, version="synthetic", split=splits[0])  # raises the actionable "not found" error
+    news_tsv = s.pop("news_tsv", None)
+    if news_tsv == "auto":
+        cand = Path(d.root) / "mind" / "MINDsmall_sample" / "news.tsv"
+        news_tsv = str(cand) if cand.is_file() else None
+        if news_tsv is None:
+            log.warning("synthetic MIND: %s not found, so titles are synthetic too (set data.synthetic.news_tsv)", cand)
+    elif news_tsv is not None and not Path(news_tsv).is_file():
+        raise FileNotFoundError(f"data.synthetic.news_tsv={news_tsv} does not exist; give a MIND news.tsv or null")
+    counts = {k: int(s.pop(k)) for k in ("train", "dev", "test")}
+    params = {"news_tsv": news_tsv, "impressions": counts, **s}
+    key = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
+    out = Path(cache_dir or Path(d.root) / ".cache") / "mind_synthetic" / key
+    if not (out / "MINDsynthetic_test" / "synthetic_info.json").exists():
+        tmp = out.with_name(f"{key}.tmp{os.getpid()}")
+        make_synthetic_mind(tmp, **params)
+        try:
+            os.replace(tmp, out)  # atomic: concurrent sweep jobs never see a half-written folder
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)  # another job finished first
+        log.info("generated synthetic MIND in %s", out)
+    return out, json.loads((out / "MINDsynthetic_test" / "synthetic_info.json").read_text())["data_used"]
+
+
+def _cap(imps: list, n: int | None, seed: int) -> list:
+    if n is None or n >= len(imps):
+        return imps
+    keep = np.sort(np.random.default_rng(seed).choice(len(imps), size=n, replace=False))
+    return [imps[i] for i in keep]
+
+
+def _tokenize(titles: list[str], train_titles: list[str], d: Any, model: Any) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                       Vocab | None, int, str]:
+    L = int(d.max_title_len)
+    if model is not None and model.get("news_encoder", "mixer") == "hf":
+        from transformers import AutoTokenizer
+        tok = AutoTokenizer.from_pretrained(model.hf_path)
+        enc = tok(titles, truncation=True, max_length=L, padding="max_length", return_tensors="pt")
+        return enc["input_ids"].to(torch.int32), enc["attention_mask"].bool(), None, len(tok), f"hf:{model.hf_path}"
+    split = get_tokenizer(d.get("tokenizer", "regex"))
+    vocab = Vocab.build((split(t) for t in train_titles), max_size=d.get("max_vocab"),
+                        min_freq=int(d.get("vocab_min_freq", 1)))
+    tokens = torch.zeros(len(titles), L, dtype=torch.int32)  # (N + 1, L)
+    for i, t in enumerate(titles):
+        ids = vocab.encode(split(t))[:L]
+        tokens[i, :len(ids)] = torch.tensor(ids, dtype=torch.int32)
+    return tokens, tokens != 0, vocab, len(vocab), d.get("tokenizer", "regex")
+
+
+def load_mind_rec(d: Any, *, model: Any = None, cache_dir: str | None = None) -> MindRecData:
+    """Load train/val/test (and optional predict) splits of ``data.version`` and index them (module docstring)."""
+    if d.version == "synthetic":
+        root, used = _synthetic_root(d, cache_dir)
+    else:
+        root, used = Path(d.root), f"real MIND{d.version}"
+    splits: dict[str, MindSplit] = {}
+    for role, key in _SPLIT_KEYS.items():
+        if d.get(key):
+            splits[role] = load_split(root, version=d.version, split=d[key], download=bool(d.get("download", False)),
+                                      drop_unknown=role != "predict")
+    news_ids, row = [""], {}
+    for sp in splits.values():
+        for nid in sp.news:
+            if nid not in row:
+                row[nid] = len(news_ids)
+                news_ids.append(nid)
+    titles = [""] + [next(sp.news[n] for sp in splits.values() if n in sp.news).title for n in news_ids[1:]]
+    tokens, mask, vocab, vocab_size, tok_name = _tokenize(titles, [n.title for n in splits["train"].news.values()],
+                                                          d, model)
+    H, hist_index, user_hist = int(d.max_history), {}, []
+    impressions: dict[str, list[dict]] = {}
+    for role, sp in splits.items():
+        cap = d.get("max_train_impressions") if role == "train" else d.get("max_eval_impressions")
+        out = []
+        for imp in _cap(sp.impressions, cap, int(d.get("seed", 0))):
+            h = tuple(row[n] for n in imp.history if n in row)[-H:] if H > 0 else ()
+            if h not in hist_index:
+                hist_index[h] = len(user_hist)
+                user_hist.append(np.asarray(h, dtype=np.int64))
+            cands = np.asarray([row.get(n, 0) for n in imp.candidates], dtype=np.int64)
+            lab = None if imp.labels is None else np.asarray(imp.labels, dtype=np.int64)
+            out.append({"id": imp.impression_id, "user": hist_index[h], "cands": cands, "labels": lab,
+                        "pos": cands[lab == 1] if lab is not None else cands[:0],
+                        "neg": cands[lab == 0] if lab is not None else cands[:0]})
+        impressions[role] = out
+    shows, clicks = np.zeros(len(news_ids)), np.zeros(len(news_ids))
+    for imp in impressions["train"]:
+        np.add.at(shows, imp["cands"], 1)
+        np.add.at(clicks, imp["pos"], 1)
+    prior = clicks.sum() / max(shows.sum(), 1)
+    ctr = (clicks + 10.0 * prior) / (shows + 10.0)  # (N + 1,) smoothed with 10 pseudo-impressions at the global CTR
+    test_name = splits["test"].name
+    info = {"data_used": f"{used}; train {splits['train'].name}, val {splits['val'].name}, test {test_name}",
+            "root": str(root), "tokenizer": tok_name, "vocab": vocab_size, "news": len(news_ids) - 1,
+            "max_title_len": int(d.max_title_len), "max_history": H,
+            **{f"{role}_impressions": len(v) for role, v in impressions.items()},
+            "splits": {role: sp.summary() for role, sp in splits.items()}}
+    log.info("MIND rec data: %s", {k: v for k, v in info.items() if k != "splits"})
+    return MindRecData(tokens=tokens, mask=mask, news_ids=news_ids, user_hist=user_hist, impressions=impressions,
+                       train_ctr=ctr, vocab=vocab, vocab_size=vocab_size, info=info, glove_path=d.get("glove_path"))

@@ -1,0 +1,202 @@
+"""News recommendation on MIND (paper Table 5): NRMS-style training, per-impression AUC / MRR / nDCG@5 / nDCG@10.
+
+* training: one sample per click of a training impression; ``K`` (``task.neg_k``, NRMS: 4) non-clicked news of the
+  same impression are drawn as negatives (with replacement when the impression has fewer), and the loss is the
+  softmax cross-entropy over the 1 + K scores with the click as target. Impressions without a non-click give no sample.
+* evaluation: every news vector a split needs is computed once per call (cached), then each impression's candidates
+  are scored against its user vector. Baselines scored on the same impressions: ``pop_*`` (training CTR of the news,
+  smoothed towards the global CTR) and ``rand_*`` (seeded uniform scores).
+* ``predict(model, path)`` writes the leaderboard ``prediction.txt`` (see fastformer.metrics.ranking).
+Metrics are reported in percent, as in the paper.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from torch.utils.data import DataLoader, Dataset
+
+from fastformer.data.mind_rec import MindRecData, load_mind_rec
+from fastformer.metrics.ranking import METRIC_KEYS, mean_impression_metrics, score_prediction_file, write_prediction, \
+    write_truth
+from fastformer.models.newsrec import NewsRecModel
+from fastformer.tasks.base import Task
+
+log = logging.getLogger(__name__)
+
+
+class ClickDataset(Dataset):
+    """Training samples ``(history rows, [click row] + K negative rows)``; negatives redrawn on every access."""
+
+    def __init__(self, data: MindRecData, split: str, neg_k: int):
+        self.hist, self.neg_k = data.user_hist, neg_k
+        self.imps = data.impressions[split]
+        self.samples = [(i, r) for i, imp in enumerate(self.imps) if len(imp["neg"]) for r in imp["pos"]]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        imp_i, pos = self.samples[i]
+        neg = self.imps[imp_i]["neg"]
+        pick = (torch.randperm(len(neg))[: self.neg_k] if len(neg) >= self.neg_k
+                else torch.randint(len(neg), (self.neg_k,)))  # uses the Trainer-seeded torch RNG
+        return self.hist[self.imps[imp_i]["user"]], np.concatenate([[pos], neg[pick.numpy()]])
+
+
+class ImpressionDataset(Dataset):
+    """Evaluation items ``(impression index, history rows, candidate rows, labels or None)``."""
+
+    def __init__(self, data: MindRecData, split: str):
+        self.hist, self.imps = data.user_hist, data.impressions[split]
+        rows = [np.zeros(1, dtype=np.int64)] + [imp["cands"] for imp in self.imps] + \
+               [self.hist[u] for u in {imp["user"] for imp in self.imps}]
+        self.news_rows = np.unique(np.concatenate(rows))  # every news row this split scores (incl. 0 = padding)
+
+    def __len__(self) -> int:
+        return len(self.imps)
+
+    def __getitem__(self, i: int):
+        imp = self.imps[i]
+        return i, self.hist[imp["user"]], imp["cands"], imp["labels"]
+
+
+def _pad(seqs: list[np.ndarray], fill: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Variable-length int arrays -> (B, max(len, 1)) long padded with ``fill`` + (B, ·) bool mask."""
+    n = max([len(s) for s in seqs] + [1])
+    out = torch.full((len(seqs), n), fill, dtype=torch.long)
+    mask = torch.zeros(len(seqs), n, dtype=torch.bool)
+    for i, s in enumerate(seqs):
+        out[i, :len(s)], mask[i, :len(s)] = torch.as_tensor(s, dtype=torch.long), True
+    return out, mask
+
+
+def _titles(data: MindRecData, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """News rows (M,) -> tokens (M, L') and mask (M, L'), trimmed to the longest title among them."""
+    tokens, mask = data.tokens[rows], data.mask[rows]  # (M, L)
+    width = max(int(mask.sum(1).max()), 1)
+    return tokens[:, :width].long(), mask[:, :width]
+
+
+def collate_clicks(items, data: MindRecData) -> dict[str, torch.Tensor]:
+    """De-duplicates titles: news_tokens/mask (U, L'), hist_idx/hist_mask (B, H), cand_idx (B, 1+K), target (B,)."""
+    hists, cands = zip(*items)
+    rows = np.unique(np.concatenate([[0], *hists, *cands]))  # (U,), row 0 (padding) first
+    hist_rows, hist_mask = _pad(list(hists))  # (B, H) global rows, padded with row 0
+    hist_idx = torch.as_tensor(np.searchsorted(rows, hist_rows.numpy()))  # (B, H) into rows
+    cand_idx = torch.as_tensor(np.searchsorted(rows, np.stack(cands)))  # (B, 1+K)
+    tokens, mask = _titles(data, torch.as_tensor(rows))
+    return {"news_tokens": tokens, "news_mask": mask, "hist_idx": hist_idx, "hist_mask": hist_mask,
+            "cand_idx": cand_idx, "target": torch.zeros(len(items), dtype=torch.long)}
+
+
+def collate_impressions(items) -> dict[str, torch.Tensor]:
+    idx, hists, cands, labels = zip(*items)
+    hist, hist_mask = _pad(list(hists))  # (B, H) global news rows
+    cand, cand_mask = _pad(list(cands))  # (B, C)
+    lab, _ = _pad([np.asarray(l if l is not None else [], dtype=np.int64) for l in labels], fill=-1)
+    return {"index": torch.tensor(idx), "hist": hist, "hist_mask": hist_mask, "cand": cand, "cand_mask": cand_mask,
+            "labels": lab}
+
+
+class NewsRecTask(Task):
+    name = "newsrec"
+
+    def setup(self) -> None:
+        cfg, tc = self.cfg, self.cfg.task
+        self.data = load_mind_rec(cfg.data, model=cfg.model, cache_dir=cfg.paths.get("cache_dir"))
+        nw = int(tc.get("num_workers", 0))
+        self.train_loader = DataLoader(ClickDataset(self.data, "train", int(tc.neg_k)), batch_size=int(tc.batch_size),
+                                       shuffle=True, num_workers=nw, collate_fn=lambda b: collate_clicks(b, self.data))
+        self.val_loader, self.test_loader = (
+            DataLoader(ImpressionDataset(self.data, s), batch_size=int(tc.eval_batch_size), shuffle=False,
+                       num_workers=nw, collate_fn=collate_impressions) for s in ("val", "test"))
+        self._baselines: dict[int, dict[str, float]] = {}
+
+    def build_model(self) -> torch.nn.Module:
+        m = self.cfg.model
+        mixer_kwargs = OmegaConf.to_container(m.mixer, resolve=True)
+        mixer = mixer_kwargs.pop("name")
+        init = self.data.embedding_init(int(m.d_model)) if m.get("embedding_init", "random") == "glove" else None
+        return NewsRecModel(vocab_size=self.data.vocab_size, d_model=int(m.d_model), n_heads=int(m.n_heads),
+                            mixer=mixer, mixer_kwargs=mixer_kwargs, dropout=float(m.dropout),
+                            max_title_len=int(self.cfg.data.max_title_len), max_history=int(self.cfg.data.max_history),
+                            encoder=OmegaConf.to_container(m.encoder, resolve=True),
+                            news_encoder=m.news_encoder, hf_path=m.get("hf_path"), embedding_init=init)
+
+    def training_step(self, model, batch) -> tuple[torch.Tensor, int]:
+        scores = model(batch["news_tokens"], batch["news_mask"], batch["hist_idx"], batch["hist_mask"],
+                       batch["cand_idx"])  # (B, 1+K)
+        return F.cross_entropy(scores.float(), batch["target"]), int(batch["news_mask"].sum())
+
+    # ------------------------------------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def score_loader(self, model, loader: DataLoader) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
+        """[(impression index, scores (C,), labels (C,) or None)] with each news vector computed once."""
+        dev = next(model.parameters()).device
+        rows = torch.as_tensor(loader.dataset.news_rows)
+        cache = None
+        bs = int(self.cfg.task.get("news_batch_size", 512))
+        for chunk in rows.split(bs):  # news vectors of every row the split needs, once
+            tokens, mask = _titles(self.data, chunk)
+            vecs = model.encode_news(tokens.to(dev), mask.to(dev)).float()  # (M, D)
+            if cache is None:
+                cache = torch.zeros(len(self.data.tokens), vecs.shape[1], device=dev)  # (N + 1, D)
+            cache[chunk.to(dev)] = vecs
+        out = []
+        for b in loader:
+            hist, cand = b["hist"].to(dev), b["cand"].to(dev)
+            user = model.encode_user(cache[hist], b["hist_mask"].to(dev))  # (B, D)
+            scores = model.score(user, cache[cand]).cpu().numpy()  # (B, C)
+            for j, i in enumerate(b["index"].tolist()):
+                n = int(b["cand_mask"][j].sum())
+                lab = b["labels"][j, :n].numpy()
+                out.append((i, scores[j, :n], None if (lab < 0).any() else lab))
+        return out
+
+    def _metrics(self, pairs) -> dict[str, float]:
+        m = mean_impression_metrics(pairs)
+        return {**{k: 100.0 * m[k] for k in METRIC_KEYS}, "n_impressions": m["n_impressions"],
+                "n_single_class": m["n_single_class"]}
+
+    def baselines(self, loader: DataLoader) -> dict[str, float]:
+        """Popularity (smoothed training CTR) and random scores on the loader's impressions (cached per loader)."""
+        if id(loader) not in self._baselines:
+            imps, ctr = loader.dataset.imps, self.data.train_ctr
+            rng = np.random.default_rng(int(self.cfg.seed))
+            pop = self._metrics([(imp["labels"], ctr[imp["cands"]]) for imp in imps if imp["labels"] is not None])
+            rnd = self._metrics([(imp["labels"], rng.random(len(imp["cands"]))) for imp in imps
+                                 if imp["labels"] is not None])
+            self._baselines[id(loader)] = {**{f"pop_{k}": pop[k] for k in METRIC_KEYS},
+                                           **{f"rand_{k}": rnd[k] for k in METRIC_KEYS}}
+        return self._baselines[id(loader)]
+
+    def evaluate(self, model, loader) -> dict[str, float]:
+        scored = self.score_loader(model, loader)
+        if any(lab is None for _, _, lab in scored):
+            raise ValueError("evaluation split has unlabelled impressions (MINDlarge_test): set data.test_split=dev "
+                             "and data.predict_split=test, then call predict() for the leaderboard file")
+        return {**self._metrics([(lab, s) for _, s, lab in scored]), **self.baselines(loader)}
+
+    def predict(self, model, out_dir: str | Path, *, split: str | None = None) -> dict:
+        """Write ``prediction.txt`` for ``split`` (default: data.predict_split if set, else test), in file order;
+        with labels also ``truth.txt`` and the official script's scores of the prediction file."""
+        split = split or ("predict" if "predict" in self.data.impressions else "test")
+        loader = DataLoader(ImpressionDataset(self.data, split), batch_size=int(self.cfg.task.eval_batch_size),
+                            shuffle=False, collate_fn=collate_impressions)
+        model.eval()
+        scored = sorted(self.score_loader(model, loader), key=lambda t: t[0])
+        imps = loader.dataset.imps
+        pred = write_prediction(Path(out_dir) / "prediction.txt", [(imps[i]["id"], s) for i, s, _ in scored])
+        log.info("wrote %s (%d impressions of the %s split)", pred, len(scored), split)
+        if any(lab is None for _, _, lab in scored):
+            return {"prediction": str(pred)}
+        truth = write_truth(Path(out_dir) / "truth.txt", [(imps[i]["id"], lab.tolist()) for i, _, lab in scored])
+        return {"prediction": str(pred), "truth": str(truth), **score_prediction_file(truth, pred)}
+
+    def data_info(self) -> dict:
+        return dict(self.data.info)
