@@ -55,7 +55,8 @@ def test_cli_writes_csv_md_png(tmp_path, monkeypatch):
         assert float(r["cpu_seconds"]) >= 0 and 1 <= int(r["iters"]) <= 2
     md = (tmp_path / "efficiency.md").read_text()
     for key in ("**device**", "**software**: torch " + torch.__version__, "**dtype**: float32", "**git**",
-                "**tokens per batch**: 64", "budget 60 s", "**peak memory**", "**note**: unit test", "GPU recipe",
+                "**tokens per batch**: 64", "budget 60 s", "**figure**: efficiency.png: y = process CPU time",
+                "**peak memory**", "**note**: unit test", "GPU recipe",
                 "## Inference: ms per layer per batch", "## Training: ms per layer per batch", "| 16/4 |",
                 "| N/B | fastformer | transformer |"):
         assert key in md, key
@@ -109,10 +110,13 @@ def test_measure_statuses():
         def step():
             raise err
         return step
-    assert measure(fail(torch.OutOfMemoryError("CUDA out of memory")), cpu, warmup=1, iters=1, budget_s=9).status == "OOM"
-    assert measure(fail(MemoryError()), cpu, warmup=1, iters=1, budget_s=9).status == "OOM"
-    assert measure(fail(IndexError("bad index")), cpu, warmup=1, iters=1, budget_s=9).status == "error: IndexError: bad index"
-    assert measure(fail(KeyError()), cpu, warmup=1, iters=1, budget_s=9).status == "error: KeyError"
+    def status(err):
+        return measure(fail(err), cpu, warmup=1, iters=1, budget_s=9).status
+    assert status(torch.OutOfMemoryError("CUDA out of memory")) == "OOM"
+    assert status(RuntimeError("DefaultCPUAllocator: can't allocate memory")) == "OOM"
+    assert status(MemoryError()) == "OOM"
+    assert status(IndexError("bad index")) == "error: IndexError: bad index"
+    assert status(KeyError()) == "error: KeyError"
     ok = measure(lambda: None, cpu, warmup=2, iters=3, budget_s=9)
     assert ok.status == "ok" and ok.iters == 3 and ok.seconds >= 0
     with pytest.raises(ValueError, match="warmup"):

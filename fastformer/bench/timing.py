@@ -87,7 +87,8 @@ def memory_method(device: torch.device) -> str:
 def time_call(fn: Callable[[], None], device: torch.device) -> tuple[float, float]:
     """(wall seconds, process CPU seconds) for one call of ``fn`` with proper synchronisation. Wall time comes from
     CUDA events on GPU and ``time.perf_counter`` on CPU; the CPU time (``time.process_time``, all threads of this
-    process) is reported on CPU only (NaN on GPU): with one thread it is insensitive to other jobs on a shared machine."""
+    process) is reported on CPU only (NaN on GPU): with one thread it is insensitive to other jobs on a shared
+    machine."""
     if device.type == "cuda":
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         torch.cuda.synchronize(device)

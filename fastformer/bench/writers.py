@@ -27,6 +27,11 @@ def write_csv(rows: Sequence[Row], path) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
+def _ms(seconds: float) -> str:
+    ms = seconds * 1e3
+    return f"{ms:,.0f}" if ms >= 100 else f"{ms:.3g}"
+
+
 def _short(status: str) -> str:
     return status.split(":")[0]  # "timeout: > 3 s" -> "timeout", "skipped: > budget" -> "skipped"
 
@@ -115,12 +120,12 @@ def render_markdown(rows: Sequence[Row], header: Sequence[tuple[str, str]], *, c
               "`OOM`, `timeout` (one call took longer than the budget), `skipped` (a shorter length already exceeded "
               "the budget), `error` -- details in efficiency.csv.", ""]
     for mode in ("inference", "training"):
-        t = _table(rows, mode, lambda r: f"{r.seconds * 1e3:.3g}")
+        t = _table(rows, mode, lambda r: _ms(r.seconds))
         if t:
             lines += [f"## {mode.capitalize()}: ms per layer per batch", ""] + t + [""]
     if any(not math.isnan(r.cpu_seconds) for r in rows):
         for mode in ("inference", "training"):
-            t = _table(rows, mode, lambda r: f"{r.cpu_seconds * 1e3:.3g}")
+            t = _table(rows, mode, lambda r: _ms(r.cpu_seconds))
             if t:
                 lines += [f"## {mode.capitalize()}: process CPU ms per layer per batch", ""] + t + [""]
     for mode in ("inference", "training"):
