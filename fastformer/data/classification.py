@@ -103,12 +103,18 @@ class TokenDataset(torch.utils.data.Dataset):
 
 
 def pad_collate(batch: list[tuple[list[int], int]], pad_id: int = Vocab.pad_id) -> dict[str, torch.Tensor]:
-    """[(ids, label)] -> {"input_ids": (B, L) long, "attention_mask": (B, L) bool, "labels": (B,) long}."""
-    width = max(len(ids) for ids, _ in batch)
+    """[(ids, label)] -> {"input_ids": (B, L) long, "attention_mask": (B, L) bool, "labels": (B,) long}.
+
+    An empty text becomes one <unk> token, so every row has at least one real position.
+    """
+    rows = [list(ids) or [Vocab.unk_id] for ids, _ in batch]
+    width = max(len(ids) for ids in rows)
     input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)     # (B, L)
-    for row, (ids, _) in enumerate(batch):
+    mask = torch.zeros((len(batch), width), dtype=torch.bool)                # (B, L)
+    for row, ids in enumerate(rows):
         input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-    return {"input_ids": input_ids, "attention_mask": input_ids != pad_id,
+        mask[row, : len(ids)] = True
+    return {"input_ids": input_ids, "attention_mask": mask,
             "labels": torch.tensor([y for _, y in batch], dtype=torch.long)}
 
 

@@ -10,23 +10,11 @@ from omegaconf import OmegaConf
 from sklearn.metrics import accuracy_score, f1_score
 from torch.utils.data import DataLoader
 
-from fastformer.data.classification import load_classification
+from fastformer.data.classification import load_classification, pad_collate
 from fastformer.models.classifier import TextClassifier
 from fastformer.tasks.base import Task
 
 log = logging.getLogger(__name__)
-
-
-def pad_collate(items: list[tuple[list[int], int]], max_len: int) -> dict[str, torch.Tensor]:
-    """[(token_ids, label)] -> tokens (B, N) long padded with 0, mask (B, N) bool, labels (B,)."""
-    lengths = [max(1, min(len(t), max_len)) for t, _ in items]
-    n = max(lengths)
-    tokens = torch.zeros(len(items), n, dtype=torch.long)
-    for i, (t, _) in enumerate(items):
-        ids = list(t[:max_len]) or [1]  # an empty text becomes one <unk> so every row has a real token
-        tokens[i, :len(ids)] = torch.tensor(ids, dtype=torch.long)
-    mask = torch.arange(n)[None, :] < torch.tensor(lengths)[:, None]
-    return {"tokens": tokens, "mask": mask, "labels": torch.tensor([y for _, y in items], dtype=torch.long)}
 
 
 class ClassificationTask(Task):
@@ -37,7 +25,7 @@ class ClassificationTask(Task):
         self.ds = load_classification(cfg.data)
         self.max_len = int(cfg.data.max_len)
         tc = cfg.task
-        collate = lambda items: pad_collate(items, self.max_len)  # noqa: E731
+        collate = pad_collate  # the datasets already truncate to data.max_len
         self.train_loader = DataLoader(self.ds.train, batch_size=int(tc.batch_size), shuffle=True,
                                        collate_fn=collate, num_workers=int(tc.num_workers))
         self.val_loader, self.test_loader = (
@@ -49,21 +37,26 @@ class ClassificationTask(Task):
         m = self.cfg.model
         mixer_kwargs = OmegaConf.to_container(m.mixer, resolve=True)
         mixer = mixer_kwargs.pop("name")
-        init = self.ds.embedding_init(int(m.d_model)) if m.get("embedding_init", "random") == "glove" else None
+        init = None
+        if m.get("embedding_init", "random") == "glove":
+            if not self.cfg.data.get("glove_path"):
+                raise ValueError("model.embedding_init=glove needs data.glove_path (a local glove.*.txt; see "
+                                 "data/README.md)")
+            init = self.ds.embedding_init(int(m.d_model))
         return TextClassifier(vocab_size=len(self.ds.vocab), n_classes=self.ds.n_classes, d_model=int(m.d_model),
                               n_heads=int(m.n_heads), max_len=self.max_len, mixer=mixer, mixer_kwargs=mixer_kwargs,
                               dropout=float(m.dropout), encoder=OmegaConf.to_container(m.encoder, resolve=True),
                               embedding_init=init)
 
     def training_step(self, model, batch) -> tuple[torch.Tensor, int]:
-        logits = model(batch["tokens"], batch["mask"])  # (B, C)
-        return F.cross_entropy(logits.float(), batch["labels"]), int(batch["mask"].sum())
+        logits = model(batch["input_ids"], batch["attention_mask"])  # (B, C)
+        return F.cross_entropy(logits.float(), batch["labels"]), int(batch["attention_mask"].sum())
 
     def evaluate(self, model, loader) -> dict[str, float]:
         preds, labels = [], []
         for batch in loader:
             dev = next(model.parameters()).device
-            logits = model(batch["tokens"].to(dev), batch["mask"].to(dev))
+            logits = model(batch["input_ids"].to(dev), batch["attention_mask"].to(dev))
             preds.append(logits.argmax(-1).cpu().numpy())
             labels.append(batch["labels"].numpy())
         p, y = np.concatenate(preds), np.concatenate(labels)
