@@ -52,3 +52,9 @@ def test_sweep_lists_existing_experiments(path):
     exps = [e.strip() for e in str(params.get("experiment", "")).split(",") if e.strip()]
     missing = [e for e in exps if e not in EXPERIMENTS]
     assert not missing, f"{path.name} names experiments without a file: {missing}"
+
+
+@pytest.mark.parametrize("launcher", ["local_parallel", "slurm"])
+def test_launcher_configs_compose(launcher):
+    cfg = compose_train(["+sweep=table4", f"hydra/launcher={launcher}"])
+    assert "_target_" in cfg.hydra.launcher

@@ -85,3 +85,17 @@ def test_reproduce_table_tiny(fixture_root, tmp_path):
         assert f"| {name}" in table
     assert "failed" not in table.split("## Amazon")[1]
     assert (tmp_path / "results" / "table4_classification.csv").exists()
+
+
+def test_wandb_offline_logs_config_and_metrics(compose_cfg, fixture_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = compose_cfg([f"data.root={fixture_root}", f"paths.cache_dir={tmp_path}/cache", *TINY[1:],
+                       "experiment=amazon/fastformer", "trainer.max_epochs=1", "logger=wandb"])
+    assert cfg.logger.mode == "offline"
+    train(cfg, str(tmp_path / "wb"))
+    runs = list((tmp_path / "wb" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    record = next(runs[0].glob("*.wandb")).read_bytes()  # the offline run's record stream (config + history)
+    for needle in (b"train/loss", b"val/acc", b"test/acc", b"perf/tokens_per_s", b"fastformer", b"amazon"):
+        assert needle in record, needle
