@@ -54,6 +54,14 @@ def train(cfg: DictConfig, run_dir: str) -> dict:
 def main(cfg: DictConfig) -> float | None:
     OmegaConf.set_struct(cfg, True)
     run_dir = HydraConfig.get().runtime.output_dir
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun (DDP): every rank uses rank 0's run dir
+        import torch
+        import torch.distributed as dist
+
+        dist.init_process_group("nccl" if torch.cuda.is_available() and cfg.trainer.device != "cpu" else "gloo")
+        box = [run_dir]
+        dist.broadcast_object_list(box, src=0)
+        run_dir = box[0]
     metrics = train(cfg, run_dir)
     test = metrics.get("test", {})
     log.info("test metrics: %s", {k: round(v, 4) for k, v in test.items()})
