@@ -50,7 +50,7 @@ def plot_efficiency(rows: Sequence[Row], path, *, title: str = "", clock: str = 
     if not handles:
         handles, names = axes[1].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, names, loc="upper center", ncol=min(len(names), 8), fontsize=8, frameon=False)
+        fig.legend(handles, names, loc="upper center", ncol=min(len(names), 10), fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, y=0.02, fontsize=8)
     fig.tight_layout(rect=(0, 0.04, 1, 0.92))
