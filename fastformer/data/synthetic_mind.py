@@ -70,7 +70,8 @@ def make_synthetic_mind(out_dir: str | Path, *, news_tsv: str | Path | None = No
                         common_words: int = 80, topic_word_frac: float = 0.5, seed: int = 0) -> Path:
     """Write ``MINDsynthetic_{train,dev,test}`` under ``out_dir`` and return ``out_dir``.
 
-    ``impressions`` maps split -> number of impressions (default train 20,000 / dev 3,000 / test 3,000).
+    ``impressions`` maps split -> number of impressions (default train 20,000 / dev 3,000 / test 3,000); with
+    ``news_tsv``, ``n_news`` smaller than the file keeps a seeded subset of its news.
     """
     rng = np.random.default_rng(seed)
     impressions = dict(impressions or {"train": 20_000, "dev": 3_000, "test": 3_000})
@@ -79,6 +80,8 @@ def make_synthetic_mind(out_dir: str | Path, *, news_tsv: str | Path | None = No
             news = list(read_news(f, what=str(news_tsv)).values())
         if not news:
             raise ValueError(f"news_tsv={news_tsv} holds no news")
+        if n_news < len(news):  # seeded subset of the real news, file order kept
+            news = [news[i] for i in np.sort(rng.choice(len(news), size=n_news, replace=False))]
         cats = sorted({n.category for n in news})
         topic = np.array([cats.index(n.category) for n in news])
         n_topics, source = len(cats), f"real titles from {news_tsv} ({len(news)} news, {len(cats)} categories)"
