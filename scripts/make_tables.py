@@ -15,6 +15,7 @@ sys.path.insert(0, str(ROOT))
 # table name -> builder module in fastformer/results/ (each exposes build(runs_root, out_dir, preset) -> Path)
 TABLES = {
     "table4": "fastformer.results.table4",
+    "table5": "fastformer.results.table5",
     "table6": "fastformer.results.table6",
     "ablations": "fastformer.results.ablations",
     "probes": "fastformer.results.probes",

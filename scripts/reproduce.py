@@ -24,7 +24,7 @@ from omegaconf import DictConfig  # noqa: E402
 from fastformer.results.common import load_runs  # noqa: E402
 
 # stage -> tables it feeds (scripts/make_tables.py names)
-STAGE_TABLES = {"table4": ["table4"], "table6": ["table6"], "ablations": ["ablations", "table4"],
+STAGE_TABLES = {"table4": ["table4"], "table5": ["table5"], "table6": ["table6"], "ablations": ["ablations", "table4"],
                 "probes": ["probes"]}
 
 

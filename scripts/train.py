@@ -37,6 +37,16 @@ def train(cfg: DictConfig, run_dir: str) -> dict:
     try:
         task = hydra.utils.get_class(cfg.task._target_)(cfg)
         metrics = Trainer(cfg, task, run_dir, logger).fit()
+        if cfg.get("predict") and metrics.get("test") is not None:  # e.g. the MIND leaderboard prediction.txt
+            if not hasattr(task, "predict"):
+                raise ValueError(f"predict=true: task {cfg.task.name!r} has no prediction-file writer")
+            import torch
+
+            model = task.build_model()
+            model.load_state_dict(torch.load(Path(run_dir) / "checkpoints" / "best.pt", map_location="cpu",
+                                             weights_only=False)["model"])
+            metrics["predict"] = task.predict(model, run_dir)
+            atomic_write_json(metrics_path, metrics)
     except BaseException as e:
         logger.finish(exit_code=1)
         if not isinstance(e, KeyboardInterrupt):  # record the failure so sweeps and tables report it
