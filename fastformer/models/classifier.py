@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from fastformer.models.encoder import Encoder
-from fastformer.models.heads import ClassificationHead
+from fastformer.models.heads import ClassificationHead, token_embedding
 
 
 class TextClassifier(nn.Module):
@@ -17,15 +17,7 @@ class TextClassifier(nn.Module):
                  mixer: str, mixer_kwargs: Mapping[str, Any] | None = None, dropout: float = 0.2,
                  encoder: Mapping[str, Any] | None = None, embedding_init: torch.Tensor | None = None):
         super().__init__()
-        self.embed = nn.Embedding(vocab_size, d_model, padding_idx=0)
-        nn.init.normal_(self.embed.weight, 0.0, 0.02)
-        if embedding_init is not None:
-            if embedding_init.shape != self.embed.weight.shape:
-                raise ValueError(f"embedding init has shape {tuple(embedding_init.shape)}, expected "
-                                 f"{tuple(self.embed.weight.shape)} (vocab_size, d_model)")
-            self.embed.weight.data.copy_(embedding_init)
-        with torch.no_grad():
-            self.embed.weight[0].zero_()
+        self.embed = token_embedding(vocab_size, d_model, embedding_init)
         self.encoder = Encoder(d_model=d_model, n_heads=n_heads, max_len=max_len, mixer=mixer,
                                mixer_kwargs=mixer_kwargs, dropout=dropout, **dict(encoder or {}))
         self.head = ClassificationHead(d_model, n_classes)

@@ -1,10 +1,24 @@
-"""Task heads shared by every task: attention pooling (all tasks use it) and the classification head."""
+"""Pieces shared by every task model: token embedding, attention pooling (all tasks use it), classification head."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
 from fastformer.mixers.base import masked_softmax
+
+
+def token_embedding(vocab_size: int, d_model: int, init: torch.Tensor | None = None) -> nn.Embedding:
+    """Token embedding with N(0, 0.02) init (or ``init``, e.g. projected GloVe) and a zero padding row (id 0)."""
+    embed = nn.Embedding(vocab_size, d_model, padding_idx=0)
+    nn.init.normal_(embed.weight, 0.0, 0.02)
+    if init is not None:
+        if init.shape != embed.weight.shape:
+            raise ValueError(f"embedding init has shape {tuple(init.shape)}, expected {tuple(embed.weight.shape)} "
+                             "(vocab_size, d_model)")
+        embed.weight.data.copy_(init)
+    with torch.no_grad():
+        embed.weight[0].zero_()
+    return embed
 
 
 class AttentionPooling(nn.Module):

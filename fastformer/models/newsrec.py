@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from fastformer.models.encoder import Encoder
-from fastformer.models.heads import AttentionPooling
+from fastformer.models.heads import AttentionPooling, token_embedding
 
 #: block switches of both encoders (NRMS: one self-attention layer, no FFN / residual / LayerNorm / positions)
 NEWSREC_ENCODER_DEFAULTS = dict(n_layers=1, use_ffn=False, d_ff=256, residual=False, norm="none",
@@ -43,15 +43,7 @@ class MixerNewsEncoder(nn.Module):
                  mixer_kwargs: Mapping[str, Any] | None, dropout: float, encoder: Mapping[str, Any],
                  embedding_init: torch.Tensor | None = None):
         super().__init__()
-        self.embed = nn.Embedding(vocab_size, d_model, padding_idx=0)
-        nn.init.normal_(self.embed.weight, 0.0, 0.02)
-        if embedding_init is not None:
-            if embedding_init.shape != self.embed.weight.shape:
-                raise ValueError(f"embedding init has shape {tuple(embedding_init.shape)}, expected "
-                                 f"{tuple(self.embed.weight.shape)} (vocab_size, d_model)")
-            self.embed.weight.data.copy_(embedding_init)
-        with torch.no_grad():
-            self.embed.weight[0].zero_()
+        self.embed = token_embedding(vocab_size, d_model, embedding_init)
         self.encoder = Encoder(d_model=d_model, n_heads=n_heads, max_len=max_len, mixer=mixer,
                                mixer_kwargs=mixer_kwargs, dropout=dropout, **encoder)
         self.pool = AttentionPooling(d_model)
