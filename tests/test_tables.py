@@ -23,7 +23,9 @@ def fake_run(root: Path, exp: str, seed: int, acc: float | None, error: str | No
         (d / "metrics.json").write_text(json.dumps({
             **base, "test": {"acc": acc, "macro_f1": acc / 2, "majority_acc": 40.0}, "params": 1000,
             "train_tokens_per_s": 5000.0, "device": "CPU (test)", "torch": "2.x", "precision": "fp32",
-            "git_sha": "abc", "data_info": {"data_used": "fixture amazon", "sizes": {"train": 10}}}))
+            "git_sha": "abc", "data_info": {"data_used": "fixture amazon", "sizes": {"train": 10}},
+            "baselines": {"majority_acc": 40.0, "majority_macro_f1": 11.4, "bow_logreg_acc": 55.5,
+                          "bow_logreg_macro_f1": 30.25}}))
 
 
 def test_cell_statistics():
@@ -50,6 +52,8 @@ def test_table4_from_fabricated_runs(tmp_path):
     assert "67.00 ± 1.41" in row and "66.13" in row and "+0.87" in row  # ours, paper, delta
     assert next(line for line in amazon.splitlines() if line.startswith("| Transformer |")).count("failed") == 2
     assert "| Linformer | — |" in amazon  # not run
+    assert "| TF-IDF logistic regression (reference) | 55.50 |" in amazon
+    assert "| Majority class of train (reference) | 40.00 |" in amazon
     assert "fixture amazon" in amazon and "quick" in md
     csv = (tmp_path / "res" / "table4_classification.csv").read_text().splitlines()
     assert csv[0].startswith("dataset,model,acc_mean") and any(line.startswith("amazon,fastformer,67.0") for line in csv)

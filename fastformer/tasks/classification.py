@@ -65,5 +65,26 @@ class ClassificationTask(Task):
                                              zero_division=0),
                 "majority_acc": 100.0 * float(np.bincount(y, minlength=self.ds.n_classes).max() / len(y))}
 
+    def baselines(self) -> dict[str, float]:
+        """Non-neural references on the same split: majority class, and bag-of-words (TF-IDF over our token ids)
+        logistic regression -- how much of the label is recoverable from word counts alone."""
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+
+        def docs(split):
+            return [" ".join(map(str, ids)) for ids, _ in split], np.array([y for _, y in split])
+
+        (xtr, ytr), (xte, yte) = docs(self.ds.train), docs(self.ds.test)
+        vec = TfidfVectorizer(token_pattern=r"\S+", sublinear_tf=True)
+        clf = LogisticRegression(max_iter=2000).fit(vec.fit_transform(xtr), ytr)
+        pred = clf.predict(vec.transform(xte))
+        majority = np.bincount(ytr, minlength=self.ds.n_classes).argmax()
+        return {"bow_logreg_acc": 100.0 * accuracy_score(yte, pred),
+                "bow_logreg_macro_f1": 100.0 * f1_score(yte, pred, average="macro", zero_division=0,
+                                                        labels=np.arange(self.ds.n_classes)),
+                "majority_acc": 100.0 * float(np.mean(yte == majority)),
+                "majority_macro_f1": 100.0 * f1_score(yte, np.full_like(yte, majority), average="macro",
+                                                      zero_division=0, labels=np.arange(self.ds.n_classes))}
+
     def data_info(self) -> dict:
         return dict(self.ds.info)
