@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-env: $(VENV)/.installed ## create .venv (torch==$(TORCH_VERSION) + pinned deps) when missing
+env: $(VENV)/.installed ## create .venv (torch 2.13.0 CPU wheel by default + pinned deps) when missing
 
 test: $(VENV)/.installed ## run the default test suite (no slow/GPU tests; a few minutes on 2 CPU cores)
 	$(PY) -m pytest -q -m "not slow and not gpu" $(PYTEST_ARGS)
@@ -33,6 +33,9 @@ test-full: $(VENV)/.installed ## run every test, slow ones included
 
 bench: $(VENV)/.installed ## efficiency figure (paper Fig. 2): results/efficiency.{csv,md,png}
 	$(PY) scripts/bench.py $(BENCH_ARGS)
+
+bench-gpu: $(VENV)/.installed ## fused Triton Fastformer vs SDPA/eager/compile on a CUDA GPU: results/gpu_fastformer_<card>.md
+	$(PY) scripts/bench_fastformer_gpu.py $(BENCH_ARGS)
 
 reproduce-table: $(VENV)/.installed ## run the table sweeps (PRESET=quick|paper, DATA_ROOT=...) and write results/*.md
 	$(PY) scripts/reproduce.py preset=$(PRESET) $(REPRO_ARGS)
@@ -46,4 +49,4 @@ train: $(VENV)/.installed ## one training run: make train ARGS="experiment=imdb/
 clean-logs: ## delete logs/ (Hydra run dirs, checkpoints)
 	rm -rf logs/
 
-.PHONY: help env test test-full bench reproduce-table tables train clean-logs
+.PHONY: help env test test-full bench bench-gpu reproduce-table tables train clean-logs
