@@ -111,3 +111,16 @@ def test_ddp_two_cpu_processes(fixture_root, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     m = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
     assert m["test"]["acc"] >= 0 and m["history"][0]["epoch"] == 1
+
+
+def test_newsrec_through_train_py_with_predict(compose_cfg, tmp_path):
+    """News recommendation through the generic pipeline on synthetic MIND; predict=true writes prediction.txt."""
+    cfg = compose_cfg(["experiment=mind_rec/fastformer", f"data.root={tmp_path}/data", f"paths.cache_dir={tmp_path}/c",
+                       "logger=none", "trainer.progress_bar=false", "trainer.max_epochs=1", "predict=true",
+                       "data.synthetic.n_news=120", "data.synthetic.n_users=60", "data.synthetic.train=200",
+                       "data.synthetic.dev=40", "data.synthetic.test=40"])
+    m = train(cfg, str(tmp_path / "run"))
+    assert m["task"] == "newsrec" and 0 <= m["test"]["auc"] <= 100
+    lines = (tmp_path / "run" / "prediction.txt").read_text().splitlines()
+    assert len(lines) == 40 and all(line.split()[1].startswith("[") for line in lines)
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["predict"]

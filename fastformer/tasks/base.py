@@ -9,7 +9,7 @@ Subclasses implement::
     training_step(model, batch) -> (loss: scalar Tensor, n_tokens: int)
     evaluate(model, loader) -> dict[str, float]   # called by the Trainer under torch.no_grad() with model.eval()
     data_info() -> dict              # what data was actually used, e.g. {"data_used": "aclImdb 8-class ..."}
-    baselines() -> dict              # optional: non-neural references on the same split (stored in metrics.json)
+    reference_metrics() -> dict      # optional: non-neural references on the same split (metrics.json "baselines")
 
 Batches are (nested) dicts / lists of tensors; the Trainer moves them to the device. The Trainer rebuilds the training
 DataLoader from ``train_loader.dataset`` / ``.batch_size`` / ``.collate_fn`` with its own seeded (and, under DDP,
@@ -50,5 +50,5 @@ class Task:
     def data_info(self) -> dict:
         return {}
 
-    def baselines(self) -> dict[str, float]:
+    def reference_metrics(self) -> dict[str, float]:
         return {}

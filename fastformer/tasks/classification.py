@@ -65,7 +65,7 @@ class ClassificationTask(Task):
                                              zero_division=0),
                 "majority_acc": 100.0 * float(np.bincount(y, minlength=self.ds.n_classes).max() / len(y))}
 
-    def baselines(self) -> dict[str, float]:
+    def reference_metrics(self) -> dict[str, float]:
         """Non-neural references on the same split: majority class, and bag-of-words (TF-IDF over our token ids)
         logistic regression -- how much of the label is recoverable from word counts alone."""
         from sklearn.feature_extraction.text import TfidfVectorizer

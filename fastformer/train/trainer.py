@@ -216,5 +216,5 @@ class Trainer:
             "peak_mem_mb": peak, "peak_mem_kind": "cuda_max_allocated" if self.device.type == "cuda" else "cpu_max_rss",
             "device": device_name(self.device), "precision": self.precision, "torch": torch.__version__,
             "git_sha": git_sha(), "wall_s": wall, "train_s": state["train_time"], "data_info": self.task.data_info(),
-            "config_hash": config_hash(cfg), "baselines": self.task.baselines(),
+            "config_hash": config_hash(cfg), "baselines": self.task.reference_metrics(),
         }
