@@ -25,7 +25,7 @@ from fastformer.results.common import load_runs  # noqa: E402
 
 # stage -> tables it feeds (scripts/make_tables.py names)
 STAGE_TABLES = {"table4": ["table4"], "table5": ["table5"], "table6": ["table6"], "ablations": ["ablations", "table4"],
-                "probes": ["probes"]}
+                "probes": ["probes"], "probes_recall": ["probes"]}
 
 
 def run_stage(stage: str, cfg: DictConfig) -> int:

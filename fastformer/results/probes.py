@@ -11,7 +11,8 @@ from pathlib import Path
 from fastformer.results.common import MISSING, Run, fmt_num, group, load_runs, md_table, provenance, write_outputs
 
 SOLVED = 90.0  # accuracy (%) counted as "solves the probe"
-PROBES = {"probe_mqar": "Multi-query associative recall (MQAR)", "probe_dup": "Duplicate detection (any pair)",
+PROBES = {"probe_mqar_small": "Associative recall, 2 pairs, 16 symbols (MQAR small)",
+          "probe_mqar": "Multi-query associative recall (MQAR)", "probe_dup": "Duplicate detection (any pair)",
           "probe_dup_query": "Query matching (does token 0 recur?)", "probe_majority": "Majority token (control)",
           "probe_listops": "ListOps"}
 ROWS = ["transformer", "longformer", "bigbird", "linformer", "linear_transformer", "poolingformer", "performer",
