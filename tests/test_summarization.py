@@ -303,6 +303,8 @@ def test_task_end_to_end_and_table6(tmp_path, monkeypatch):
         assert k in test and math.isfinite(test[k])
     assert 0 <= test["rouge1"] <= 100 and metrics["val"]["neg_loss"] == -metrics["val"]["loss"]
     assert metrics["best_epoch"] in (1, 2) and "val_rougeLsum" in metrics["history"][0]  # val ROUGE on 3 docs
+    dumped = [json.loads(line) for line in (run_dir / "test_summaries.jsonl").read_text().splitlines()]
+    assert dumped and {"id", "prediction", "reference"} <= set(dumped[0])  # inspectable outputs beside metrics.json
     # lead-3 of the fixture: the first 3 sentences contain the 2-sentence reference -> high recall, exact scorer
     docs = task.splits["test"]
     assert test["lead3_rouge1"] == pytest.approx(lead_baseline([e.source for e in docs],

@@ -34,6 +34,7 @@ class Task:
         self.train_loader: DataLoader | None = None
         self.val_loader: DataLoader | None = None
         self.test_loader: DataLoader | None = None
+        self.run_dir: str | None = None  # set by the Trainer: where metrics.json and extra outputs go
 
     def setup(self) -> None:
         raise NotImplementedError

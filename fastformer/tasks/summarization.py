@@ -149,13 +149,10 @@ class SummarizationTask(Task):
 
     def _dump(self, preds: list[str], exs: list[Example]) -> None:
         """Write test summaries next to metrics.json (inspectable outputs, not just numbers)."""
-        try:
-            from hydra.core.hydra_config import HydraConfig
-            run_dir = Path(HydraConfig.get().runtime.output_dir)
-        except Exception:  # not under Hydra (tests, notebooks): nothing to write next to
+        if self.run_dir is None:  # used outside the Trainer (tests, notebooks): nothing to write next to
             return
         import json
-        with open(run_dir / "test_summaries.jsonl", "w", encoding="utf-8") as f:
+        with open(Path(self.run_dir) / "test_summaries.jsonl", "w", encoding="utf-8") as f:
             for p, e in zip(preds, exs):
                 f.write(json.dumps({"id": e.id, "prediction": p, "reference": e.target}) + "\n")
 

@@ -64,6 +64,7 @@ class Trainer:
         self.cfg, self.task, self.logger = cfg, task, logger
         self.tc = cfg.trainer
         self.run_dir = Path(run_dir)
+        task.run_dir = str(self.run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1
         if self.ddp and not dist.is_initialized():
