@@ -17,7 +17,6 @@ import pytest
 import torch
 
 import fastformer.mixers  # noqa: F401  (registers every mixer)
-import fastformer.mixers.pooling_baseline  # noqa: F401  (until fastformer/mixers/__init__.py imports it)
 from fastformer.data.probes import IGNORE, PAD, ProbeDataset, make_item, probe_info
 from fastformer.mixers import build_mixer
 from fastformer.tasks.probe import ProbeModel, probe_loss_and_correct

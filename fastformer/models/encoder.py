@@ -16,7 +16,8 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from fastformer.mixers import TokenMixer, build_mixer
+from fastformer.mixers import MIXERS, TokenMixer, build_mixer
+from fastformer.mixers import mixer_kwargs as mixer_kwargs_of
 
 
 class FeedForward(nn.Module):
@@ -79,11 +80,12 @@ class Encoder(nn.Module):
         if pos_emb not in ("learned", "none"):
             raise ValueError(f"encoder pos_emb={pos_emb!r} is not one of ['learned', 'none']")
         kw = dict(mixer_kwargs or {})
-        mixer_max_len = {"max_len": max_len} if "max_len" in _mixer_params(mixer) and "max_len" not in kw else {}
-        first = build_mixer(mixer, d_model=d_model, n_heads=n_heads, **kw, **mixer_max_len)
+        if mixer in MIXERS and "max_len" in mixer_kwargs_of(mixer):  # e.g. Linformer sizes E/F to the max length
+            kw.setdefault("max_len", max_len)
+        first = build_mixer(mixer, d_model=d_model, n_heads=n_heads, **kw)
         self.shared = share_layers or first.share_across_layers
-        mixers = [first] + [first if self.shared else build_mixer(mixer, d_model=d_model, n_heads=n_heads, **kw,
-                                                                   **mixer_max_len) for _ in range(n_layers - 1)]
+        mixers = [first] + [first if self.shared else build_mixer(mixer, d_model=d_model, n_heads=n_heads, **kw)
+                            for _ in range(n_layers - 1)]
         self.max_len = max_len
         self.pos = nn.Embedding(max_len, d_model) if pos_emb == "learned" else None
         self.in_norm = nn.LayerNorm(d_model, eps=norm_eps) if input_norm else nn.Identity()
@@ -106,8 +108,3 @@ class Encoder(nn.Module):
         for layer in self.layers:
             x = layer(x, mask)
         return self.out_norm(x)
-
-
-def _mixer_params(name: str) -> list[str]:
-    from fastformer.mixers import MIXERS, mixer_kwargs
-    return mixer_kwargs(name) if name in MIXERS else []

@@ -25,11 +25,11 @@ class ClassificationTask(Task):
         self.ds = load_classification(cfg.data)
         self.max_len = int(cfg.data.max_len)
         tc = cfg.task
-        collate = pad_collate  # the datasets already truncate to data.max_len
+        # the datasets already truncate to data.max_len; pad_collate pads to the longest text of each batch
         self.train_loader = DataLoader(self.ds.train, batch_size=int(tc.batch_size), shuffle=True,
-                                       collate_fn=collate, num_workers=int(tc.num_workers))
+                                       collate_fn=pad_collate, num_workers=int(tc.num_workers))
         self.val_loader, self.test_loader = (
-            DataLoader(split, batch_size=int(tc.eval_batch_size), shuffle=False, collate_fn=collate,
+            DataLoader(split, batch_size=int(tc.eval_batch_size), shuffle=False, collate_fn=pad_collate,
                        num_workers=int(tc.num_workers)) for split in (self.ds.val, self.ds.test))
         log.info("classification data: %s", self.ds.info)
 
@@ -54,8 +54,8 @@ class ClassificationTask(Task):
 
     def evaluate(self, model, loader) -> dict[str, float]:
         preds, labels = [], []
+        dev = next(model.parameters()).device
         for batch in loader:
-            dev = next(model.parameters()).device
             logits = model(batch["input_ids"].to(dev), batch["attention_mask"].to(dev))
             preds.append(logits.argmax(-1).cpu().numpy())
             labels.append(batch["labels"].numpy())
