@@ -1,6 +1,7 @@
 """``FastformerAdditive``: autograd Function over the Triton kernels, and the mixer forward that uses it.
 
-    u = FastformerAdditive.apply(q, k, w_q, b_q, w_k, b_k, mask, scale)           # q, k, u: (B, N, D)
+    u = FastformerAdditive.apply(q, k, w_q, b_q, w_k, b_k, mask, scale)                 # q, k, u: (B, N, D)
+    k_glob = FastformerAdditive.apply(q, k, w_q, b_q, w_k, b_k, mask, scale, True)      # (B, D), fp32
 
 computes, per head j (columns j*dh ... (j+1)*dh) with masked max-subtracted softmaxes over n::
 
@@ -10,6 +11,15 @@ computes, per head j (columns j*dh ... (j+1)*dh) with masked max-subtracted soft
 
 ``W_*: (D, h)`` are the official ``Linear(D, h).weight.T`` or the paper's per-head vectors as a block-diagonal matrix.
 Saved for backward: q, k, q_glob, k_glob and the softmax max/sum (B, h); the weights alpha, beta and p are recomputed.
+
+The mixer output ``transform(u) + q`` is then computed one of two ways (``fold``):
+
+* ``fold=False`` ("gate"): a kernel writes u, cuBLAS applies the transform, the residual is one more add.
+* ``fold=True``: the gate, the output transform and the query residual become ONE batched GEMM with a per-sequence
+  weight, ``out_b = q_b @ (I + diag(k_glob_b) W_r) + b_r`` (``W_r``: the transform as a (D, D) matrix, block-diagonal
+  for the paper's per-head transform) -- u and transform(u) are never written. It costs B * D^2 extra memory for the
+  weights and h-fold GEMM FLOPs for the paper's per-head transform, so it pays off for long sequences:
+  ``fold=None`` picks it when ``N >= D / 2`` (a byte-count rule; ``scripts/bench_fastformer_gpu.py`` times both).
 """
 from __future__ import annotations
 
@@ -35,7 +45,7 @@ class FastformerAdditive(torch.autograd.Function):
     """See the module docstring. ``block_n`` / ``rows_per_program`` override the launch shape (tests)."""
 
     @staticmethod
-    def forward(ctx, q, k, w_q, b_q, w_k, b_k, mask, scale, block_n=None, rows_per_program=None):
+    def forward(ctx, q, k, w_q, b_q, w_k, b_k, mask, scale, glob_only=False, block_n=None, rows_per_program=None):
         B, N, D = q.shape
         H = w_q.shape[1]
         if D % H or D // H < 1 or k.shape != q.shape or w_k.shape != (D, H):
@@ -63,35 +73,42 @@ class FastformerAdditive(torch.autograd.Function):
         _pool_fwd[grid](k, w_k, b_k if b_k is not None else dummy_b, m8, *part_q, *part_k, q_glob, st_q,
                         N, S, per, scale, **consts, HAS_MASK=mask is not None, HAS_BIAS=b_k is not None,
                         GATE=True, PREC=prec, num_warps=nw)
-        _gate_fwd[grid](q, u, *part_k, k_glob, st_k, N, S, per, D=D, DH=D // H, D_PAD=D_pad, H_PAD=H_pad,
-                        BLOCK_N=bn, num_warps=nw)
+        _gate_fwd[(B, 1) if glob_only else grid](q, u, *part_k, k_glob, st_k, N, S, per, D=D, DH=D // H,
+                                                  D_PAD=D_pad, H_PAD=H_pad, BLOCK_N=bn, WRITE_U=not glob_only,
+                                                  num_warps=nw)
         ctx.save_for_backward(q, k, w_q, b_q, w_k, b_k, mask, q_glob, k_glob, st_q, st_k)
-        ctx.cfg = (scale, bn, per, S, D_pad, H_pad, prec, nw)
-        return u
+        ctx.cfg = (scale, bn, per, S, D_pad, H_pad, prec, nw, glob_only)
+        return k_glob[:, :D].clone() if glob_only else u
 
     @staticmethod
-    def backward(ctx, du):
+    def backward(ctx, dout):
         q, k, w_q, b_q, w_k, b_k, mask, q_glob, k_glob, st_q, st_k = ctx.saved_tensors
-        scale, bn, per, S, D_pad, H_pad, prec, nw = ctx.cfg
+        scale, bn, per, S, D_pad, H_pad, prec, nw, glob_only = ctx.cfg
         B, N, D = q.shape
         H = w_q.shape[1]
-        du = du.contiguous()
         f32 = dict(device=q.device, dtype=torch.float32)
         m8 = mask.contiguous().view(torch.uint8) if mask is not None else q
         consts = dict(D=D, H=H, DH=D // H, D_PAD=D_pad, H_PAD=H_pad, BLOCK_N=bn)
         grid = (B, S)
-        dkg_part = torch.empty(B, S, D_pad, **f32)  # d k_glob = sum_n dU_n (.) q_n
-        _dot_rows_bwd[grid](du, q, dkg_part, N, S, per, D=D, D_PAD=D_pad, BLOCK_N=bn, num_warps=nw)
+        if glob_only:  # dout = d k_glob (B, D): one "partial" per batch row; dq gets no u term here
+            du, n_part = q, 1  # du: a pointer that is never read (SIDE=False)
+            dkg_part = torch.zeros(B, 1, D_pad, **f32)
+            dkg_part[:, 0, :D] = dout
+        else:
+            du, n_part = dout.contiguous(), S
+            dkg_part = torch.empty(B, S, D_pad, **f32)  # d k_glob = sum_n dU_n (.) q_n
+            _dot_rows_bwd[grid](du, q, dkg_part, N, S, per, D=D, D_PAD=D_pad, BLOCK_N=bn, num_warps=nw)
         dk, dq = torch.empty_like(k), torch.empty_like(q)
         dqg_part = torch.empty(B, S, D_pad, **f32)  # d q_glob partials
         dw_k, db_k = torch.empty(B, S, D_pad, H_pad, **f32), torch.empty(B, S, H_pad, **f32)
         dw_q, db_q = torch.empty(B, S, D_pad, H_pad, **f32), torch.empty(B, S, H_pad, **f32)
         _pool_bwd[grid](k, dk, du, w_k, b_k if b_k is not None else w_k, m8, q_glob, k_glob, st_k, dkg_part,
-                        k_glob, dqg_part, dw_k, db_k, N, S, per, scale, **consts, HAS_MASK=mask is not None,
-                        HAS_BIAS=b_k is not None, GATE=True, PREC=prec, num_warps=nw)
+                        k_glob, dqg_part, dw_k, db_k, N, S, per, n_part, scale, **consts,
+                        HAS_MASK=mask is not None, HAS_BIAS=b_k is not None, GATE=True, SIDE=False, PREC=prec,
+                        num_warps=nw)
         _pool_bwd[grid](q, dq, du, w_q, b_q if b_q is not None else w_q, m8, q_glob, q_glob, st_q, dqg_part,
-                        k_glob, dqg_part, dw_q, db_q, N, S, per, scale, **consts, HAS_MASK=mask is not None,
-                        HAS_BIAS=b_q is not None, GATE=False, PREC=prec, num_warps=nw)
+                        k_glob, dqg_part, dw_q, db_q, N, S, per, S, scale, **consts, HAS_MASK=mask is not None,
+                        HAS_BIAS=b_q is not None, GATE=False, SIDE=not glob_only, PREC=prec, num_warps=nw)
 
         def red(part, w):  # (B, S, D_pad, H_pad) or (B, S, H_pad) partials -> parameter gradient
             if w is None:
@@ -99,7 +116,7 @@ class FastformerAdditive(torch.autograd.Function):
             g = part.sum((0, 1))
             return (g[:D, :H] if g.dim() == 2 else g[:H]).to(w.dtype)
 
-        return dq, dk, red(dw_q, w_q), red(db_q, b_q), red(dw_k, w_k), red(db_k, b_k), None, None, None, None
+        return dq, dk, red(dw_q, w_q), red(db_q, b_q), red(dw_k, w_k), red(db_k, b_k), None, None, None, None, None
 
 
 def interpreting() -> bool:
@@ -113,10 +130,25 @@ def block_diag_scores(w: torch.Tensor, n_heads: int) -> torch.Tensor:
     return (w[:, :, None] * eye[:, None, :]).reshape(-1, n_heads)  # (h, dh, h) -> (D, h)
 
 
-def fastformer_triton_forward(m, x: torch.Tensor, mask: torch.Tensor | None, *, block_n: int | None = None,
-                              rows_per_program: int | None = None) -> torch.Tensor:
-    """The ``fastformer`` mixer ``m`` (default sharing, product interaction) with the fused additive part;
-    ``block_n`` / ``rows_per_program`` override the launch shape (tests use small ones to exercise tails/splits)."""
+def transform_matrix(m) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mixer's output transform as ``(W, b)`` with ``transform(u) = u @ W + b`` on the concatenated heads:
+    official ``Linear(D, D)`` -> ``(weight.T, bias)``; the paper's per-head (or head-shared) ``(h|1, dh, dh)`` maps ->
+    block-diagonal ``(D, D)`` and the flattened ``(D,)`` bias."""
+    if m.variant == "official":
+        return m.transform.weight.t(), m.transform.bias
+    w, b = m.transform.weight, m.transform.bias  # (h|1, dh, dh), (h|1, dh)
+    h, dh = m.n_heads, m.d_head
+    w, b = w.expand(h, dh, dh), b.expand(h, dh)
+    eye = torch.eye(h, device=w.device, dtype=w.dtype)
+    return (w[:, :, None, :] * eye[:, None, :, None]).reshape(h * dh, h * dh), b.reshape(-1)
+
+
+def fastformer_triton_forward(m, x: torch.Tensor, mask: torch.Tensor | None, *, fold: bool | None = None,
+                              block_n: int | None = None, rows_per_program: int | None = None) -> torch.Tensor:
+    """The ``fastformer`` mixer ``m`` (default sharing, product interaction) with the fused additive part.
+    ``fold``: output by one batched GEMM with k_glob folded into its weight (True), by the u kernel + transform GEMM
+    (False), or by the rule ``N >= D / 2`` (None; see the module docstring). ``block_n`` / ``rows_per_program``
+    override the launch shape (tests use small ones to exercise tails/splits)."""
     if not (x.is_cuda or interpreting()):
         raise RuntimeError("fastformer impl='triton' needs a CUDA tensor (or TRITON_INTERPRET=1 for CPU tests); "
                            "use impl='auto' to fall back to eager off-GPU")
@@ -128,7 +160,14 @@ def fastformer_triton_forward(m, x: torch.Tensor, mask: torch.Tensor | None, *, 
     else:
         wq, bq = block_diag_scores(m.w_q, m.n_heads), None
         wk, bk = block_diag_scores(m.w_k, m.n_heads), None
-    u = FastformerAdditive.apply(q, k, wq, bq, wk, bk, mask, m.scale, block_n, rows_per_program)  # (B, N, D)
+    if fold is None:
+        fold = 2 * N >= D
+    if fold:  # out_b = q_b @ (I + diag(k_glob_b) W) + b: gate, transform and residual in one batched GEMM
+        k_glob = FastformerAdditive.apply(q, k, wq, bq, wk, bk, mask, m.scale, True, block_n, rows_per_program)
+        w, b = transform_matrix(m)
+        w_b = k_glob[:, :, None] * w + torch.eye(D, device=w.device, dtype=w.dtype)  # (B, D, D), fp32
+        return torch.baddbmm(b.to(q.dtype), q, w_b.to(q.dtype))
+    u = FastformerAdditive.apply(q, k, wq, bq, wk, bk, mask, m.scale, False, block_n, rows_per_program)
     if m.variant == "official":
         return m.transform(u) + q  # Linear(D, D), cuBLAS
     return m.transform(u.view(B, N, m.n_heads, m.d_head)).reshape(B, N, D) + q

@@ -118,8 +118,10 @@ def _pool_fwd(x_ptr, w_ptr, b_ptr, mask_ptr, pm_ptr, pl_ptr, pacc_ptr,  # in: to
 
 @triton.jit
 def _gate_fwd(q_ptr, u_ptr, pm_ptr, pl_ptr, pacc_ptr, glob_ptr, stats_ptr, N, S, PER,
-              D: tl.constexpr, DH: tl.constexpr, D_PAD: tl.constexpr, H_PAD: tl.constexpr, BLOCK_N: tl.constexpr):
-    """u = k_glob (.) q, with k_glob merged from the p-pooling partials (and saved with its stats)."""
+              D: tl.constexpr, DH: tl.constexpr, D_PAD: tl.constexpr, H_PAD: tl.constexpr, BLOCK_N: tl.constexpr,
+              WRITE_U: tl.constexpr):
+    """u = k_glob (.) q, with k_glob merged from the p-pooling partials (and saved with its stats).
+    WRITE_U=False (grid (B, 1)): only merge and save k_glob (the folded output GEMM applies it)."""
     b = tl.program_id(0)
     s = tl.program_id(1)
     j = tl.arange(0, H_PAD)
@@ -129,13 +131,14 @@ def _gate_fwd(q_ptr, u_ptr, pm_ptr, pl_ptr, pacc_ptr, glob_ptr, stats_ptr, N, S,
         tl.store(glob_ptr + b * D_PAD + d, g)
         tl.store(stats_ptr + b * 2 * H_PAD + j, M)
         tl.store(stats_ptr + b * 2 * H_PAD + H_PAD + j, L)
-    rows, end, offs, dmask, n_blocks = _setup_rows(b, s, N, PER, D, D_PAD, BLOCK_N)
-    for _ in range(n_blocks):
-        ld = (rows < end)[:, None] & dmask[None, :]
-        q = tl.load(q_ptr + offs, mask=ld, other=0.0).to(tl.float32)  # (BN, D_PAD)
-        tl.store(u_ptr + offs, (q * g[None, :]).to(u_ptr.dtype.element_ty), mask=ld)
-        rows += BLOCK_N
-        offs += BLOCK_N * D
+    if WRITE_U:
+        rows, end, offs, dmask, n_blocks = _setup_rows(b, s, N, PER, D, D_PAD, BLOCK_N)
+        for _ in range(n_blocks):
+            ld = (rows < end)[:, None] & dmask[None, :]
+            q = tl.load(q_ptr + offs, mask=ld, other=0.0).to(tl.float32)  # (BN, D_PAD)
+            tl.store(u_ptr + offs, (q * g[None, :]).to(u_ptr.dtype.element_ty), mask=ld)
+            rows += BLOCK_N
+            offs += BLOCK_N * D
 
 
 @triton.jit
@@ -158,14 +161,15 @@ def _dot_rows_bwd(a_ptr, c_ptr, out_ptr, N, S, PER, D: tl.constexpr, D_PAD: tl.c
 
 @triton.jit
 def _pool_bwd(x_ptr, dx_ptr, du_ptr, w_ptr, b_ptr, mask_ptr, gate_ptr, glob_ptr, stats_ptr, dglob_part_ptr,
-              side_ptr, dgate_part_ptr, dw_part_ptr, db_part_ptr, N, S, PER, scale,
+              side_ptr, dgate_part_ptr, dw_part_ptr, db_part_ptr, N, S, PER, NPART, scale,
               D: tl.constexpr, H: tl.constexpr, DH: tl.constexpr, D_PAD: tl.constexpr, H_PAD: tl.constexpr,
               BLOCK_N: tl.constexpr, HAS_MASK: tl.constexpr, HAS_BIAS: tl.constexpr, GATE: tl.constexpr,
-              PREC: tl.constexpr):
+              SIDE: tl.constexpr, PREC: tl.constexpr):
     """Backward of g = sum_n softmax_n(scale * (y_n W + b)) y_n with y = x (.) gate (GATE) or y = x.
 
-    dg is the sum of the S partials at ``dglob_part_ptr``. Writes dx: GATE: dy (.) gate (dk) and the partial of
-    d gate = sum_n dy (.) x; else dy + dU (.) side (dq, side = k_glob). Always the partials of dW, db.
+    dg is the sum of the NPART partials at ``dglob_part_ptr``. Writes dx: GATE: dy (.) gate (dk) and the partial
+    of d gate = sum_n dy (.) x; else dy, plus dU (.) side with SIDE (dq of u = k_glob (.) q, side = k_glob).
+    Always the partials of dW, db.
     """
     b = tl.program_id(0)
     s = tl.program_id(1)
@@ -174,16 +178,17 @@ def _pool_bwd(x_ptr, dx_ptr, du_ptr, w_ptr, b_ptr, mask_ptr, gate_ptr, glob_ptr,
     onehot = _onehot(D, DH, D_PAD, H_PAD)
     w, bias = _load_w(w_ptr, b_ptr, D, H, D_PAD, H_PAD, HAS_BIAS)
     dg = tl.zeros([D_PAD], tl.float32)
-    for t in range(S):
-        dg += tl.load(dglob_part_ptr + (b * S + t) * D_PAD + d)
+    for t in range(NPART):
+        dg += tl.load(dglob_part_ptr + (b * NPART + t) * D_PAD + d)
     g = tl.load(glob_ptr + b * D_PAD + d)
     M = tl.load(stats_ptr + b * 2 * H_PAD + j)
     L = tl.load(stats_ptr + b * 2 * H_PAD + H_PAD + j)
     c = tl.sum(onehot * (dg * g)[None, :], axis=1)  # sum_n w_n <dg, y_n>_head = <dg, g>_head, (H_PAD,)
     gate = tl.zeros([D_PAD], tl.float32)
+    side = tl.zeros([D_PAD], tl.float32)
     if GATE:
         gate = tl.load(gate_ptr + b * D_PAD + d)
-    else:
+    elif SIDE:
         side = tl.load(side_ptr + b * D_PAD + d)
     dgate = tl.zeros([D_PAD], tl.float32)
     dw = tl.zeros([D_PAD, H_PAD], tl.float32)
@@ -211,9 +216,11 @@ def _pool_bwd(x_ptr, dx_ptr, du_ptr, w_ptr, b_ptr, mask_ptr, gate_ptr, glob_ptr,
         if GATE:
             dgate += tl.sum(dy * x, axis=0)
             dx = dy * gate[None, :]
-        else:
+        elif SIDE:
             du = tl.load(du_ptr + offs, mask=ld, other=0.0).to(tl.float32)
             dx = dy + du * side[None, :]
+        else:
+            dx = dy
         tl.store(dx_ptr + offs, dx.to(dx_ptr.dtype.element_ty), mask=ld)
         rows += BLOCK_N
         offs += BLOCK_N * D
