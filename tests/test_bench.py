@@ -103,6 +103,18 @@ def test_oom_rows_are_recorded_and_longer_lengths_still_run():
     assert all(math.isnan(r.seconds) for r in rows if r.status == "OOM")
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU rows")
+def test_triton_variant_rows_say_unavailable_off_gpu():
+    """`make bench` lists fastformer[triton]; on a CPU device its rows are recorded as unavailable, not dropped."""
+    specs = parse_specs(["fastformer[triton]", "fastformer"], {"fastformer": {"impl": "eager"}})
+    grid = GridConfig(device=torch.device("cpu"), autocast_dtype=None, tokens_per_batch=32, lengths=[16],
+                      modes=["inference", "training"], d_model=16, n_heads=2, iters=1, budget_s=60)
+    rows = run_grid(specs, grid)
+    assert [(r.mixer, r.status) for r in rows] == [("fastformer[triton]", "unavailable: needs CUDA")] * 2 + [
+        ("fastformer", "ok")] * 2
+    assert all(math.isnan(r.seconds) for r in rows[:2])
+
+
 def test_measure_statuses():
     cpu = torch.device("cpu")
 
@@ -129,8 +141,9 @@ def test_mixer_spec_syntax():
         ("fastformer", "fastformer", {"variant": "paper"}),
         ("fastformer[compile]", "fastformer", {"variant": "paper", "impl": "compile"}),
         ("transformer", "transformer", {})]
-    every = [s.name for s in parse_specs(None, {})]  # null = every registered mixer, paper legend order first
-    assert sorted(every) == sorted(MIXERS) and every[0] == "fastformer"
+    every = parse_specs(None, {})  # null = every registered mixer, paper legend order first, + fastformer[triton]
+    assert sorted({s.name for s in every}) == sorted(MIXERS) and every[0].label == "fastformer"
+    assert every[1].label == "fastformer[triton]" and every[1].kwargs["impl"] == "triton"
     with pytest.raises(ValueError, match="no impl= option"):
         parse_specs(["transformer[fast]"], {})
     with pytest.raises(KeyError, match="unknown mixer"):

@@ -17,6 +17,7 @@ pytest.importorskip("triton")
 for _mod in ("fastformer.kernels.fastformer_triton", "fastformer.kernels.fastformer_fn"):
     if _mod in sys.modules:  # imported earlier in this process under other settings
         importlib.reload(sys.modules[_mod])
+from fastformer.kernels import fastformer_fn  # noqa: E402
 from fastformer.kernels.fastformer_fn import fastformer_triton_forward  # noqa: E402
 from fastformer.mixers import build_mixer  # noqa: E402
 from fastformer.models import Encoder  # noqa: E402
@@ -142,6 +143,42 @@ def test_unsupported_options_raise_and_auto_falls_back():
     for opts in ({}, dict(interaction="add")):  # on CPU tensors "auto" is exactly eager
         torch.testing.assert_close(make("paper", 32, 2, impl="auto", **opts)(x, mask),
                                    make("paper", 32, 2, **opts)(x, mask), rtol=0, atol=0)
+
+
+def test_auto_is_the_default_and_runs_fused_on_a_fused_device(monkeypatch):
+    """impl='auto' (the default) takes the fused path where ``_Auto.fused_device`` holds (CUDA; here the interpreter
+    stands in for it) and matches eager."""
+    from fastformer.kernels import _Auto
+    m, ref = make("official", 32, 2, impl="auto"), make("official", 32, 2)
+    assert build_mixer("fastformer", d_model=32, n_heads=2).impl == "auto" and isinstance(m._core, _Auto)
+    calls = []
+    real = fastformer_fn.fastformer_triton_forward
+    monkeypatch.setattr(_Auto, "fused_device", staticmethod(lambda x: True))
+    monkeypatch.setattr(fastformer_fn, "fastformer_triton_forward", lambda *a, **k: calls.append(1) or real(*a, **k))
+    x, mask = batch([30, 12], 30, 32)
+    torch.testing.assert_close(m(x, mask), ref(x, mask), rtol=1e-5, atol=1e-6)
+    assert calls == [1]
+
+
+def test_auto_falls_back_to_eager_once_when_the_kernels_cannot_build(monkeypatch, caplog):
+    """A Triton compile/resource error on some GPU: logged once, the mixer stays eager, results are eager's."""
+    from triton.runtime.errors import OutOfResources
+
+    from fastformer.kernels import _Auto
+    m, ref = make("paper", 32, 2, impl="auto"), make("paper", 32, 2)
+    calls = []
+
+    def broken(*a, **k):
+        calls.append(1)
+        raise OutOfResources(300000, 232448, "shared memory")
+    monkeypatch.setattr(_Auto, "fused_device", staticmethod(lambda x: True))
+    monkeypatch.setattr(fastformer_fn, "fastformer_triton_forward", broken)
+    x, mask = batch([30, 12], 30, 32)
+    with caplog.at_level("WARNING", logger="fastformer.kernels"):
+        for _ in range(3):
+            torch.testing.assert_close(m(x, mask), ref(x, mask), rtol=0, atol=0)
+    assert calls == [1] and not m._core.fused_ok
+    assert [r.message for r in caplog.records if "runs eager from now on" in r.message][0].count("OutOfResources")
 
 
 @pytest.mark.parametrize("variant", ["paper", "official"])

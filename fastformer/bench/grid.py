@@ -28,9 +28,24 @@ class MixerSpec:
     kwargs: Mapping[str, Any]  # options passed to build_mixer (max_len is added per length)
 
 
+#: implementation variants timed by default beside their mixer (rows read "unavailable: ..." where they cannot run)
+DEFAULT_VARIANTS = {"fastformer": ("fastformer[triton]",)}
+
+
 def default_mixers() -> list[str]:
-    """Every registered mixer, paper legend order first."""
-    return [n for n in PAPER_ORDER if n in MIXERS] + sorted(n for n in MIXERS if n not in PAPER_ORDER)
+    """Every registered mixer, paper legend order first, each followed by its ``DEFAULT_VARIANTS``."""
+    names = [n for n in PAPER_ORDER if n in MIXERS] + sorted(n for n in MIXERS if n not in PAPER_ORDER)
+    return [label for n in names for label in (n, *DEFAULT_VARIANTS.get(n, ()))]
+
+
+def unavailable(spec: MixerSpec, device: torch.device) -> str | None:
+    """Why ``spec`` cannot run on ``device`` (a row status), or None: the fused Triton Fastformer needs CUDA + triton."""
+    if spec.kwargs.get("impl") != "triton":
+        return None
+    from fastformer.kernels import TRITON_AVAILABLE
+    if device.type != "cuda":
+        return "unavailable: needs CUDA"
+    return None if TRITON_AVAILABLE else "unavailable: triton not installed"
 
 
 def parse_specs(specs: Iterable[str] | str | None, mixer_options: Mapping[str, Mapping[str, Any]]) -> list[MixerSpec]:
@@ -157,6 +172,9 @@ def run_grid(specs: Sequence[MixerSpec], cfg: GridConfig) -> list[Row]:
 
 
 def _one_point(spec: MixerSpec, mode: str, n: int, b: int, cfg: GridConfig) -> Measurement:
+    why = unavailable(spec, cfg.device)
+    if why is not None:
+        return Measurement(why)
     torch.manual_seed(cfg.seed)
     mixer = x = step = None
     try:

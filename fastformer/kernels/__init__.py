@@ -26,16 +26,38 @@ def unsupported_options(m) -> list[str]:
     return bad
 
 
-def _auto(m, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    if not x.is_cuda:
-        return m._forward(x, mask)
-    from fastformer.kernels.fastformer_fn import fastformer_triton_forward
-    return fastformer_triton_forward(m, x, mask)
+class _Auto:
+    """``impl="auto"`` core of one mixer: the fused kernels on CUDA tensors, eager elsewhere. If the kernels cannot
+    be built on this GPU (a Triton compile / resource error), it logs the error once and stays eager for this mixer
+    -- a run never dies on a missing fused path, and the log says which path ran."""
+
+    def __init__(self, m):
+        self.m, self.fused_ok = m, True
+
+    @staticmethod
+    def fused_device(x: torch.Tensor) -> bool:
+        return x.is_cuda
+
+    def __call__(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        if not (self.fused_ok and self.fused_device(x)):
+            return self.m._forward(x, mask)
+        from triton.compiler.errors import TritonError
+
+        from fastformer.kernels import fastformer_fn
+        try:
+            return fastformer_fn.fastformer_triton_forward(self.m, x, mask)
+        except TritonError as err:
+            self.fused_ok = False
+            log.warning("fastformer impl='auto': the fused Triton kernels failed on %s (%s: %s); this mixer runs "
+                        "eager from now on (impl='triton' makes this an error)", x.device,
+                        type(err).__name__, (str(err).splitlines() or [""])[0])
+            return self.m._forward(x, mask)
 
 
 def select_core(m, impl: str):
     """``impl="triton"``: the fused forward (raises for options it lacks or a missing triton package);
-    ``impl="auto"``: fused on CUDA tensors when triton is installed and the options are supported, else eager."""
+    ``impl="auto"`` (the default): fused on CUDA tensors when triton is installed and the options are supported,
+    else eager (see ``_Auto``)."""
     bad = unsupported_options(m)
     if impl == "triton":
         if not TRITON_AVAILABLE:
@@ -53,4 +75,4 @@ def select_core(m, impl: str):
         log.info("fastformer impl='auto' -> eager (%s)", "triton not installed" if not TRITON_AVAILABLE
                  else "options not fused: " + ", ".join(bad))
         return m._forward
-    return functools.partial(_auto, m)
+    return _Auto(m)

@@ -63,14 +63,15 @@ class Fastformer(TokenMixer):
     key_branch       False: drop keys entirely, u_i = q* (.) v_i (global-query pooling + gating only)
     pooling          "additive" (learned softmax pooling) | "mean" (masked mean pooling, no score vectors)
     query_residual   add q_i to the output
-    impl             "eager" | "compile" (torch.compile of the same math) | "triton" (fused kernels, default options
-                     only, fastformer/kernels) | "auto" (triton on CUDA tensors when installed, else eager)
+    impl             "auto" (default: the fused Triton kernels on CUDA tensors when triton is installed and the options
+                     are the fused ones, else eager) | "eager" | "compile" (torch.compile of the same math) | "triton"
+                     (fused kernels, default options only, fastformer/kernels; an error where they cannot run)
     """
 
     def __init__(self, d_model: int, n_heads: int, *, variant: str = "paper", sharing: str = "qv+layer",
                  interaction: str = "product", output_transform: bool = True, global_key_from: str = "p",
                  key_branch: bool = True, pooling: str = "additive", query_residual: bool = True,
-                 dropout: float = 0.0, impl: str = "eager", max_len: int | None = None):
+                 dropout: float = 0.0, impl: str = "auto", max_len: int | None = None):
         super().__init__(d_model, n_heads)
         _check("variant", variant, ("paper", "official"))
         _check("sharing", sharing, SHARING)
