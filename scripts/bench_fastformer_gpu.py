@@ -5,7 +5,8 @@
 
 Part 1, token mixer only (projections included, no FFN), forward + backward with the input requiring grad (as for a
 non-first layer), d=256, h=16, bf16 autocast: million tokens/s and ms per call for 524,288 and 65,536 tokens per
-batch (batch = tokens / N) over N = 512 ... 32,768. Part 2, the classifier training step (embedding 50k x 256 ->
+batch (batch = tokens / N) over N = 256 ... 32,768, for SDPA (the Transformer mixer), eager, torch.compile and the
+fused kernels (``triton``: with its output rule; ``triton_gate`` / ``triton_fold``: each output path forced). Part 2, the classifier training step (embedding 50k x 256 ->
 Encoder(2 layers, mixer, FFN 256, post-LN) -> AttentionPooling -> linear, Adam), batch 64, N = 512/1024/2048, ms per
 step. Timing: CUDA events around each call after warm-up, synchronised, median; OOM recorded as OOM. Needs CUDA.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import re
 import statistics
 import subprocess
@@ -25,17 +27,20 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from fastformer.kernels import TRITON_AVAILABLE  # noqa: E402
+from fastformer.mixers.fastformer import Fastformer  # noqa: E402
 from fastformer.mixers import build_mixer  # noqa: E402
 from fastformer.models import AttentionPooling, Encoder  # noqa: E402
 
-IMPLS = ("sdpa", "eager", "compile", "triton")
+IMPLS = ("sdpa", "eager", "compile", "triton", "triton_gate", "triton_fold")
+#: triton = the fused path with its output rule (fold when N >= D/2); triton_gate / triton_fold force one output path:
+#: the u kernel + transform GEMM + residual add, or one batched GEMM with k_glob folded into the weight
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     ints = lambda s: [int(v) for v in s.split(",") if v]  # noqa: E731
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tokens", type=ints, default=[524288, 65536], help="tokens per batch (batch = tokens / N)")
-    p.add_argument("--lengths", type=ints, default=[512, 1024, 2048, 4096, 8192, 16384, 32768])
+    p.add_argument("--lengths", type=ints, default=[256, 512, 1024, 2048, 4096, 8192, 16384, 32768])
     p.add_argument("--e2e-lengths", type=ints, default=[512, 1024, 2048])
     p.add_argument("--impls", default=",".join(IMPLS), help=f"subset of {IMPLS}")
     p.add_argument("--variant", default="official", choices=["official", "paper"], help="Fastformer variant")
@@ -73,10 +78,25 @@ def timed(step, warmup: int, iters: int) -> tuple[str, float]:
     return status, float("nan")
 
 
+def force_output_path(model: nn.Module, impl: str) -> nn.Module:
+    """triton_gate / triton_fold: pin the fused Fastformer modules of ``model`` to one output path."""
+    if impl in ("triton_gate", "triton_fold"):
+        from fastformer.kernels.fastformer_fn import fastformer_triton_forward  # noqa: PLC0415 (needs triton)
+        for mod in model.modules():
+            if isinstance(mod, Fastformer):
+                mod._core = functools.partial(fastformer_triton_forward, mod, fold=impl == "triton_fold")
+    return model
+
+
+def base_impl(impl: str) -> str:
+    return "triton" if impl.startswith("triton") else impl
+
+
 def mixer(impl: str, a: argparse.Namespace) -> nn.Module:
     if impl == "sdpa":
         return build_mixer("transformer", d_model=a.d_model, n_heads=a.heads)
-    return build_mixer("fastformer", d_model=a.d_model, n_heads=a.heads, variant=a.variant, impl=impl)
+    m = build_mixer("fastformer", d_model=a.d_model, n_heads=a.heads, variant=a.variant, impl=base_impl(impl))
+    return force_output_path(m, impl)
 
 
 def mixer_step(m: nn.Module, B: int, N: int, a: argparse.Namespace, amp: torch.dtype | None):
@@ -108,8 +128,9 @@ class Classifier(nn.Module):
 
 
 def e2e_step(impl: str, N: int, a: argparse.Namespace, amp: torch.dtype | None):
-    name, kw = ("transformer", {}) if impl == "sdpa" else ("fastformer", {"variant": a.variant, "impl": impl})
-    model = Classifier(name, kw, N, a).cuda().train()
+    name, kw = ("transformer", {}) if impl == "sdpa" else ("fastformer", {"variant": a.variant,
+                                                                           "impl": base_impl(impl)})
+    model = force_output_path(Classifier(name, kw, N, a), impl).cuda().train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     g = torch.Generator(device="cuda").manual_seed(0)
     tokens = torch.randint(0, 50000, (64, N), device="cuda", generator=g)
@@ -126,15 +147,19 @@ def e2e_step(impl: str, N: int, a: argparse.Namespace, amp: torch.dtype | None):
 
 
 def check_triton(a: argparse.Namespace, amp: torch.dtype | None) -> str:
-    """one-shot agreement of the triton mixer with eager (output, relative L2) at B=4, N=1000 with padding."""
+    """one-shot agreement of both fused output paths with eager (output, relative L2) at B=4, N=1000 with padding."""
     torch.manual_seed(0)
-    m_e, m_t = mixer("eager", a).cuda(), mixer("triton", a).cuda()
-    m_t.load_state_dict(m_e.state_dict())
+    m_e = mixer("eager", a).cuda()
     x = torch.randn(4, 1000, a.d_model, device="cuda")
     mask = torch.arange(1000, device="cuda")[None] < torch.tensor([[1000], [517], [1], [999]], device="cuda")
-    with torch.no_grad(), torch.autocast("cuda", dtype=amp or torch.float32, enabled=amp is not None):
-        ye, yt = m_e(x, mask).float()[mask], m_t(x, mask).float()[mask]
-    return f"triton vs eager forward (B=4, N=1000, padded): relative L2 error {((yt - ye).norm() / ye.norm()):.2e}"
+    errs = []
+    for impl in ("triton_gate", "triton_fold"):
+        m_t = mixer(impl, a).cuda()
+        m_t.load_state_dict(m_e.state_dict())
+        with torch.no_grad(), torch.autocast("cuda", dtype=amp or torch.float32, enabled=amp is not None):
+            ye, yt = m_e(x, mask).float()[mask], m_t(x, mask).float()[mask]
+        errs.append(f"{impl} {((yt - ye).norm() / ye.norm()):.2e}")
+    return f"fused vs eager forward (B=4, N=1000, padded), relative L2 error: {', '.join(errs)}"
 
 
 def main(argv=None) -> Path:
@@ -146,7 +171,7 @@ def main(argv=None) -> Path:
     bad = sorted(set(impls) - set(IMPLS))
     if bad:
         raise SystemExit(f"--impls: unknown {bad}; choose from {list(IMPLS)}")
-    if "triton" in impls and not TRITON_AVAILABLE:
+    if any(i.startswith("triton") for i in impls) and not TRITON_AVAILABLE:
         raise SystemExit("--impls includes triton but the triton package is missing: pip install -e '.[triton]'")
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[a.dtype]
     card = torch.cuda.get_device_name()
@@ -157,7 +182,7 @@ def main(argv=None) -> Path:
              f"{datetime.date.today()}, git {sha or '?'}, torch {torch.__version__} (CUDA {torch.version.cuda}), "
              f"triton {triton.__version__}, autocast {a.dtype}, Fastformer variant={a.variant}, d={a.d_model}, "
              f"h={a.heads}; CUDA-event median of {a.iters} calls after {a.warmup} warm-up calls.", ""]
-    if "triton" in impls:
+    if any(i.startswith("triton") for i in impls):
         lines += [check_triton(a, amp), ""]
     for T in a.tokens:
         lines += [f"## Mixer forward + backward, {T:,} tokens per batch: M tokens/s (ms per call)", "",
@@ -200,7 +225,9 @@ def main(argv=None) -> Path:
                   prof.key_averages().table(sort_by="cuda_time_total", row_limit=20), "```", ""]
     a.out.mkdir(parents=True, exist_ok=True)
     path = a.out / f"gpu_fastformer_{re.sub(r'[^a-z0-9]+', '_', card.lower()).strip('_')}.md"
-    path.write_text("\n".join(lines))
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(lines))
+    tmp.replace(path)  # atomic: a killed run never leaves half a table
     print(f"wrote {path}")
     return path
 
