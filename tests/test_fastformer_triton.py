@@ -48,21 +48,27 @@ def fwd_bwd(fn, m, x, mask, w):
     return y, dict(zip(names, grads))
 
 
-def check(got, ref, tol: float, *, norm: bool = False):
-    """max|a - b| <= tol * max|b| (norm=False) or ||a - b|| <= tol * ||b|| per tensor; exact-zero gradients are
-    compared with tol times the largest reference gradient."""
+def errors(got, ref, *, norm: bool = False) -> dict[str, float]:
+    """per tensor (output, then every gradient): max|a - b| / max|b| (norm=False) or ||a - b|| / ||b||; exact-zero
+    gradients are measured against the largest reference gradient."""
     y, g = got
     y_ref, g_ref = ref
     scale_all = max(v.abs().max().item() for v in g_ref.values())
+    out = {}
     for name, a, b in [("out", y, y_ref)] + [(n, g[n], g_ref[n]) for n in g_ref]:
         a, b = a.float(), b.float()
-        if norm:
-            err, size = (a - b).norm().item(), b.norm().item()
-        else:
-            err, size = (a - b).abs().max().item(), b.abs().max().item()
-        if name in ZERO_GRAD:
-            size = scale_all
-        assert err <= tol * size, f"{name}: error {err:.3g} > {tol} x {size:.3g}"
+        err, size = ((a - b).norm().item(), b.norm().item()) if norm else ((a - b).abs().max().item(),
+                                                                           b.abs().max().item())
+        out[name] = err / (scale_all if name in ZERO_GRAD else size)
+    return out
+
+
+def check(got, ref, tol: float, *, norm: bool = False, baseline: dict[str, float] | None = None):
+    """every relative error <= tol, or <= 1.25x the ``baseline`` error of that tensor where that is larger (a 16-bit
+    eager run's own error against fp32: the fused path must be as accurate as eager in the same dtype)."""
+    for name, err in errors(got, ref, norm=norm).items():
+        bound = max(tol, 1.25 * baseline[name]) if baseline else tol
+        assert err <= bound, f"{name}: relative error {err:.3g} > {bound:.3g}"
 
 
 # (variant, sharing, D, h, lengths, N, block_n, rows_per_program, also without mask): head dims 16..128, tails,
@@ -103,8 +109,9 @@ def test_half_matches_eager(variant, dtype, fold):
         w = w * 1024            # fp16 otherwise (then eager fp16 itself is 5% off fp32; the fused kernel 0.7%)
     fused = fwd_bwd(lambda z, k: fastformer_triton_forward(m16, z, k, fold=fold, block_n=16, rows_per_program=32),
                     m16, x.to(dtype), mask, w)
-    check(fused, fwd_bwd(m32, m32, x, mask, w), 1e-2, norm=True)  # against fp32 eager (the exact math)
-    check(fused, fwd_bwd(m16, m16, x.to(dtype), mask, w), 1e-2, norm=True)  # against eager in the same dtype
+    exact, eager16 = fwd_bwd(m32, m32, x, mask, w), fwd_bwd(m16, m16, x.to(dtype), mask, w)
+    check(fused, exact, 1e-2, norm=True, baseline=errors(eager16, exact, norm=True))  # vs fp32 (the exact math)
+    check(fused, eager16, 2e-2, norm=True)  # and near eager in the same dtype (both ~1e-2 off the exact math)
 
 
 @interp
@@ -185,15 +192,19 @@ def test_auto_falls_back_to_eager_once_when_the_kernels_cannot_build(monkeypatch
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 1e-2)])
 @pytest.mark.parametrize("D,h", [(256, 16), (512, 4)])
 @pytest.mark.parametrize("mark", [pytest.param(0, marks=gpu)])
-def test_gpu_matches_eager(variant, dtype, tol, D, h, mark):
+@pytest.mark.parametrize("fold", [False, True], ids=["gate", "fold"])
+def test_gpu_matches_eager(variant, dtype, tol, D, h, mark, fold):
     """Compiled kernels at realistic shapes (tails, padding) against eager fp32; bf16 under autocast as in training."""
     torch.backends.cuda.matmul.allow_tf32 = False
-    m, ref = make(variant, D, h, impl="triton").cuda(), make(variant, D, h).cuda()
+    m = make(variant, D, h).cuda()
     x, mask = batch([1000, 1000, 517, 1, 0, 999, 640, 1000], 1000, D, device="cuda")
     w = torch.randn(x.shape, device="cuda")
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
-        fused = fwd_bwd(m, m, x, mask, w)
-    check(fused, fwd_bwd(ref, ref, x, mask, w), tol, norm=dtype != torch.float32)
+    half = dtype == torch.bfloat16
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=half):
+        fused = fwd_bwd(lambda z, k: fastformer_triton_forward(m, z, k, fold=fold), m, x, mask, w)
+        eager = fwd_bwd(m, m, x, mask, w)
+    exact = fwd_bwd(m, m, x, mask, w)
+    check(fused, exact, tol, norm=half, baseline=errors(eager, exact, norm=True) if half else None)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only message")
