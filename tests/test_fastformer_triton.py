@@ -218,35 +218,51 @@ def test_gpu_bench_script_fails_clearly_without_cuda():
 
 
 _AOT = """
-import triton
-from triton.backends.compiler import GPUTarget
-from fastformer.kernels import fastformer_triton as K
-D, H, BN = 256, 16, 32
-base = dict(D=D, H=H, DH=D // H, D_PAD=D, H_PAD=H, BLOCK_N=BN)
-ints = dict(N="i32", S="i32", PER="i32", scale="fp32")
-def build(fn, types, consts):
-    sig = {n: "constexpr" if n in consts else types.get(n, "*fp32") for n in fn.arg_names}
-    c = triton.compile(triton.compiler.ASTSource(fn=fn, signature=sig, constexprs=consts),
-                       target=GPUTarget("cuda", 90, 32), options={"num_warps": 8})
-    assert ".local" not in c.asm["ptx"], fn.__name__ + " spills registers"
-    print(fn.__name__, c.metadata.shared)
-half = dict(ints, x_ptr="*bf16", dx_ptr="*bf16", du_ptr="*bf16", mask_ptr="*u8")
-for gate in (False, True):
-    flags = dict(HAS_MASK=True, HAS_BIAS=True, GATE=gate, PREC="tf32")
-    build(K._pool_fwd, half, dict(base, **flags))
-    build(K._pool_bwd, half, dict(base, **flags))
-build(K._gate_fwd, dict(ints, q_ptr="*bf16", u_ptr="*bf16"),
-      {k: base[k] for k in ("D", "DH", "D_PAD", "H_PAD", "BLOCK_N")})
-build(K._dot_rows_bwd, dict(ints, a_ptr="*bf16", c_ptr="*bf16"), {k: base[k] for k in ("D", "D_PAD", "BLOCK_N")})
+import json
+from fastformer.kernels import aot
+items = [(lc, 90) for lc in aot.launches(256, 16, "bf16", mask=True, bias=True, mode="gate")]
+items += [(lc, 90) for lc in aot.launches(256, 16, "fp32", mask=False, bias=False, mode="fold")]
+items += [(lc, 80) for lc in aot.launches(256, 16, "bf16", mask=True, bias=True, mode="gate")]
+print(json.dumps([s.as_dict() for s in aot.compile_launches(items, jobs=2)]))
 """
+#: spill bytes per thread allowed at D=256, h=16 under fastformer_fn's launch rules. Only the backward pooling kernel
+#: spills, with 16-bit inputs (tf32 dots): ptxas reports 1484 B (sm_90) and 3512 B (sm_80) for it today (see
+#: results/kernels_static.md, scripts/kernel_report.py). A guard against growth, not a blessing; all else: 0.
+AOT_SPILL_BOUND = {("sm_90", "_pool_bwd"): 2048, ("sm_80", "_pool_bwd"): 4096}
 
 
-@pytest.mark.slow
-def test_kernels_compile_for_sm90_without_a_gpu():
-    """Ahead-of-time compile (TTIR -> PTX for sm_90, no GPU needed) at the paper's d=256, h=16, bf16: catches errors
-    the interpreter cannot (constexpr globals, dot shapes, layouts) and register spills."""
+def test_kernels_compile_for_gpu_targets_without_a_gpu():
+    """Ahead-of-time compile (no GPU needed) of every launch fastformer_fn makes -- both output modes, mask/bias on
+    and off, fp32 (ieee dots) and bf16 (tf32 dots) -- at the paper's d=256, h=16 for sm_90, and the bf16 set for
+    sm_80: catches what the interpreter cannot (constexpr misuse, dot shapes, layouts) and checks resources with
+    ptxas -v: shared memory within the target's maximum, no register spills beyond the recorded bound."""
+    import json
     import subprocess
-    env = dict(os.environ, TRITON_INTERPRET="0", TRITON_DEFAULT_FP_FUSION="1")
+
+    from fastformer.kernels.aot import toolchain_problem
+    problem = toolchain_problem()
+    if problem:
+        pytest.skip(f"cannot compile for NVIDIA targets here: {problem}")
+    env = dict(os.environ, TRITON_INTERPRET="0", TRITON_DEFAULT_FP_FUSION="1", OMP_NUM_THREADS="1")
     root = os.path.join(os.path.dirname(__file__), "..")
     res = subprocess.run([sys.executable, "-c", _AOT], cwd=root, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
+    stats = json.loads(res.stdout.strip().splitlines()[-1])
+    launched = {(s["target"], s["dtype"], s["kernel"], s["flags"]) for s in stats}
+    assert launched >= {  # each kernel, each flag value, both dtypes; both modes' distinct specialisations
+        ("sm_90", "bf16", "_pool_fwd", "MASK BIAS"), ("sm_90", "bf16", "_pool_fwd", "MASK BIAS GATE"),
+        ("sm_90", "fp32", "_pool_fwd", "-"), ("sm_90", "fp32", "_pool_fwd", "GATE"),
+        ("sm_90", "bf16", "_gate_fwd", "WRITE_U"), ("sm_90", "fp32", "_gate_fwd", "-"),
+        ("sm_90", "bf16", "_dot_rows_bwd", "-"), ("sm_80", "bf16", "_dot_rows_bwd", "-"),
+        ("sm_90", "bf16", "_pool_bwd", "MASK BIAS GATE"), ("sm_90", "bf16", "_pool_bwd", "MASK BIAS SIDE"),
+        ("sm_90", "fp32", "_pool_bwd", "GATE NPART=1"), ("sm_90", "fp32", "_pool_bwd", "-"),
+        ("sm_80", "bf16", "_pool_bwd", "MASK BIAS GATE"), ("sm_80", "bf16", "_pool_bwd", "MASK BIAS SIDE")}
+    assert len(stats) == 17
+    for s in stats:
+        what = f"{s['target']} {s['dtype']} {s['kernel']}[{s['role']}; {s['flags']}]"
+        assert 0 < s["regs"] <= 255 and s["num_warps"] == 8 and s["block_n"] == 32, what  # D_PAD 256 -> BN 32, 8 warps
+        assert s["shared"] <= s["shared_limit"], f"{what}: {s['shared']} B shared memory > {s['shared_limit']}"
+        bound = AOT_SPILL_BOUND.get((s["target"], s["kernel"]), 0)
+        assert s["spill_stores"] <= bound and s["spill_loads"] <= bound, \
+            f"{what}: spills {s['spill_stores']}/{s['spill_loads']} B per thread (bound {bound})"
+        assert not s["ptx_local"], f"{what}: PTX declares .local memory"
