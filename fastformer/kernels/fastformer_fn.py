@@ -22,7 +22,7 @@ The mixer output ``transform(u) + q`` is then computed one of two ways (``fold``
   ``fold=None`` picks it when ``N >= D``. That rule is a memory-traffic estimate, not a measurement: in 16-bit the
   per-sequence weights move about 10 B D^2 bytes (forward + backward) and the fold saves about 18 B N D (u, transform(u)
   and the residual's reads/writes): break-even near N = D / 2, so N >= D leaves a margin. The weights are built in the
-  GEMM's dtype, so the fold is exactly as accurate as eager in that dtype (tested); ``scripts/bench_fastformer_gpu.py``
+  GEMM's dtype, so the fold is about as accurate as eager in that dtype (tested); ``scripts/bench_fastformer_gpu.py``
   times both paths (``triton_gate`` / ``triton_fold``) on a card.
 """
 from __future__ import annotations
