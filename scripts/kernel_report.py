@@ -2,9 +2,9 @@
 memory of every launch specialisation ``fastformer/kernels/fastformer_fn.py`` uses, for sm_80 and sm_90.
 
     python scripts/kernel_report.py                              # -> results/kernels_static.md
-    python scripts/kernel_report.py --targets 90 --dtypes bf16 --shapes 256x16 --out - --alt "prec=ieee;block_n=16"
+    python scripts/kernel_report.py --targets 90 --dtypes bf16 --shapes 256x16 --out - --alt "dot=tf32;block_n=32"
 
-Each shape is D x h. ``--alt`` adds, per ';'-separated set of overrides (block_n, num_warps, num_stages, prec), a
+Each shape is D x h. ``--alt`` adds, per ';'-separated set of overrides (block_n, num_warps, num_stages, dot), a
 section with the launches of ``--alt-dtypes`` compiled under that launch rule, for comparison. These are compile-time facts from triton + ptxas, not timings.
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--bias", choices=("yes", "no", "both"), default="yes",
                    help="score bias: yes = official variant, no = paper variant (default yes)")
     p.add_argument("--alt", default="", help="launch-rule overrides to compare, ';'-separated sets of key=value "
-                   "(block_n, num_warps, num_stages, prec), e.g. 'prec=ieee;block_n=16,prec=ieee'")
+                   "(block_n, num_warps, num_stages, dot), e.g. 'dot=tf32;block_n=32,num_stages=3'")
     p.add_argument("--alt-dtypes", default="bf16", help="dtypes of the --alt sections (default bf16)")
     p.add_argument("--jobs", type=int, default=max(1, min(4, os.cpu_count() or 1)), help="compile processes")
     p.add_argument("--out", default=str(ROOT / "results" / "kernels_static.md"), help="markdown file, or - for stdout")
@@ -65,10 +65,10 @@ def _alts(s: str) -> list[dict]:
         for item in _split(group):
             k, _, v = item.partition("=")
             k = k.strip()
-            if k not in ("block_n", "num_warps", "num_stages", "prec") or not v:
-                raise SystemExit(f"kernel_report: bad --alt item {item!r}; expected block_n|num_warps|num_stages|prec"
+            if k not in ("block_n", "num_warps", "num_stages", "dot") or not v:
+                raise SystemExit(f"kernel_report: bad --alt item {item!r}; expected block_n|num_warps|num_stages|dot"
                                  "=value")
-            kw[k] = v.strip() if k == "prec" else int(v)
+            kw[k] = v.strip() if k == "dot" else int(v)
         out.append(kw)
     return out
 
@@ -155,8 +155,9 @@ def main(argv=None) -> int:
         "program (max: 163 KiB per block on sm_80, 227 KiB on sm_90). Spills cost local-memory traffic, not "
         "correctness; smem above the maximum fails at launch.",
         "",
-        "Launch rules: D_PAD = next_pow2(D), H_PAD = max(16, next_pow2(h)), BLOCK_N = max(16, min(64, 8192 // D_PAD)), "
-        "num_warps = 8 if D_PAD * BLOCK_N >= 8192 else 4; dots in ieee for fp32 inputs, tf32 otherwise; fp32 "
+        "Launch rules (fastformer/kernels/launch.py): D_PAD = next_pow2(D), H_PAD = max(16, next_pow2(h)), "
+        "BLOCK_N = max(16, min(64, 4096 // D_PAD)), num_warps = 8 if D_PAD * BLOCK_N >= 4096 else 4, num_stages = 1; "
+        "dot operands fp32 (ieee) for fp32 inputs, the input dtype (bf16/fp16, fp32 accumulation) otherwise; fp32 "
         f"weights (autocast). Flags: mask {args.mask}, bias {args.bias} (bias = the official variant). "
         "Specialisation: aligned pointers, N and PER multiples of 16, S > 1; fold mode's `NPART=1` is a constexpr. "
         "Launches: `pool q` / `pool p` (forward pooling of q and of p = k * q_glob), `u` / `k_glob` (gate kernel "
@@ -166,7 +167,7 @@ def main(argv=None) -> int:
         "",
         *summary(rows),
         "",
-        "## Per kernel (launch rules of fastformer_fn.py)",
+        "## Per kernel (launch rules of launch.py)",
         "",
         *table(rows),
     ]

@@ -225,15 +225,15 @@ items += [(lc, 90) for lc in aot.launches(256, 16, "fp32", mask=False, bias=Fals
 items += [(lc, 80) for lc in aot.launches(256, 16, "bf16", mask=True, bias=True, mode="gate")]
 print(json.dumps([s.as_dict() for s in aot.compile_launches(items, jobs=2)]))
 """
-#: spill bytes per thread allowed at D=256, h=16 under fastformer_fn's launch rules. Only the backward pooling kernel
-#: spills, with 16-bit inputs (tf32 dots): ptxas reports 1484 B (sm_90) and 3512 B (sm_80) for it today (see
+#: spill bytes per thread allowed at D=256, h=16 under the launch rules of launch.py. Only the backward pooling kernel
+#: spills with 16-bit inputs: ptxas reports 328 B (sm_90) and 6884 B (sm_80) for it today (see
 #: results/kernels_static.md, scripts/kernel_report.py). A guard against growth, not a blessing; all else: 0.
-AOT_SPILL_BOUND = {("sm_90", "_pool_bwd"): 2048, ("sm_80", "_pool_bwd"): 4096}
+AOT_SPILL_BOUND = {("sm_90", "_pool_bwd"): 512, ("sm_80", "_pool_bwd"): 8192}
 
 
 def test_kernels_compile_for_gpu_targets_without_a_gpu():
     """Ahead-of-time compile (no GPU needed) of every launch fastformer_fn makes -- both output modes, mask/bias on
-    and off, fp32 (ieee dots) and bf16 (tf32 dots) -- at the paper's d=256, h=16 for sm_90, and the bf16 set for
+    and off, fp32 (ieee dots) and bf16 (bf16 dots) -- at the paper's d=256, h=16 for sm_90, and the bf16 set for
     sm_80: catches what the interpreter cannot (constexpr misuse, dot shapes, layouts) and checks resources with
     ptxas -v: shared memory within the target's maximum, no register spills beyond the recorded bound."""
     import json
@@ -260,7 +260,7 @@ def test_kernels_compile_for_gpu_targets_without_a_gpu():
     assert len(stats) == 17
     for s in stats:
         what = f"{s['target']} {s['dtype']} {s['kernel']}[{s['role']}; {s['flags']}]"
-        assert 0 < s["regs"] <= 255 and s["num_warps"] == 8 and s["block_n"] == 32, what  # D_PAD 256 -> BN 32, 8 warps
+        assert 0 < s["regs"] <= 255 and s["num_warps"] == 8 and s["block_n"] == 16, what  # D_PAD 256 -> BN 16, 8 warps
         assert s["shared"] <= s["shared_limit"], f"{what}: {s['shared']} B shared memory > {s['shared_limit']}"
         bound = AOT_SPILL_BOUND.get((s["target"], s["kernel"]), 0)
         assert s["spill_stores"] <= bound and s["spill_loads"] <= bound, \

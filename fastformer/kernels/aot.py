@@ -8,8 +8,7 @@ rules, constexpr misuse) and for resources: registers per thread, spilled bytes,
     for st in aot.compile_launches(aot.launches(256, 16, "bf16", mask=True, bias=True, mode="gate"), arch=90):
         print(st.row())
 
-Launch rules (``pads``, ``default_block_n``, ``default_num_warps``, ``precision``) restate the ones in
-``fastformer_fn.py``. The specialisation is the one Triton's JIT picks for a typical call: every pointer 16-byte
+Launch rules come from ``launch.py``, the module ``fastformer_fn.py`` uses, so what is compiled here is what runs. The specialisation is the one Triton's JIT picks for a typical call: every pointer 16-byte
 aligned, ``N`` and ``PER`` multiples of 16 (``PER`` always is: a multiple of ``BLOCK_N``), ``S`` (programs per batch
 row) neither 1 nor a multiple of 16; ``NPART`` is 1 -- a constexpr -- in the folded mode, as at run time. Weights and
 biases are fp32 (parameters under autocast) unless ``weight_dtype`` says otherwise.
@@ -29,10 +28,11 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
+from fastformer.kernels.launch import DTYPES, Launch as LaunchRule, dot_args, dtype_name, pads
+
 # per-block shared-memory limit (opt-in maximum, bytes) and register file of the targets we report on
 TARGETS = {80: dict(name="sm_80", smem=166912), 86: dict(name="sm_86", smem=101376),
            89: dict(name="sm_89", smem=101376), 90: dict(name="sm_90", smem=232448)}
-DTYPES = ("fp32", "bf16", "fp16")
 MODES = ("gate", "fold")
 KERNELS = ("_pool_fwd", "_gate_fwd", "_dot_rows_bwd", "_pool_bwd")
 
@@ -41,37 +41,13 @@ class AOTError(RuntimeError):
     """A one-line reason why a kernel could not be compiled or its resources not read."""
 
 
-# ---- launch rules (the same as fastformer_fn.py; it can import these) ------------------------------------------------
-
-def _next_pow2(n: int) -> int:
-    return 1 << max(0, (int(n) - 1).bit_length())
-
-
-def pads(D: int, H: int) -> tuple[int, int]:
-    """(D_PAD, H_PAD): register-tile widths; dots need >= 16 columns, hence H_PAD >= 16."""
-    return _next_pow2(D), max(16, _next_pow2(H))
-
-
-def default_block_n(D_pad: int) -> int:
-    """rows per block: a (BLOCK_N, D_PAD) fp32 tile of ~8192 elements, 16 <= BLOCK_N <= 64."""
-    return max(16, min(64, 8192 // D_pad))
-
-
-def default_num_warps(D_pad: int, block_n: int) -> int:
-    return 8 if D_pad * block_n >= 8192 else 4
-
-
-def precision(dtype: str) -> str:
-    """dot precision: the tiles are fp32; exact for fp32 inputs, tf32 suffices for 16-bit inputs."""
-    return "ieee" if _dtype(dtype) == "fp32" else "tf32"
-
+# ---- launch rules: fastformer/kernels/launch.py (shared with fastformer_fn.py) -------------------------------------
 
 def _dtype(dtype) -> str:
-    s = str(dtype).replace("torch.", "")
-    s = {"float32": "fp32", "float": "fp32", "bfloat16": "bf16", "float16": "fp16", "half": "fp16"}.get(s, s)
-    if s not in DTYPES:
-        raise AOTError(f"aot: unsupported dtype {dtype!r}; expected one of {', '.join(DTYPES)}")
-    return s
+    try:
+        return dtype_name(dtype)
+    except ValueError as e:
+        raise AOTError(f"aot: {e}") from None
 
 
 # ---- launch specialisations ------------------------------------------------------------------------------------------
@@ -89,7 +65,7 @@ class Launch:
     aligned: tuple = ()  # args with tt.divisibility=16 (pointers 16-byte aligned, ints multiples of 16)
     num_warps: int = 4
     block_n: int = 16
-    num_stages: int = 3  # triton's default (fastformer_fn passes none)
+    num_stages: int = 1
 
     @property
     def flags(self) -> str:
@@ -103,23 +79,24 @@ class Launch:
 
 def launches(D: int, H: int, dtype="bf16", *, mask: bool = True, bias: bool = True, mode: str = "gate",
              weight_dtype="fp32", block_n: int | None = None, num_warps: int | None = None,
-             num_stages: int = 3, prec: str | None = None) -> list[Launch]:
+             num_stages: int | None = None, dot: str | None = None) -> list[Launch]:
     """The kernel launches of one forward + backward of ``FastformerAdditive`` (``mode="gate"``: u written;
     ``"fold"``: ``glob_only``, k_glob only), in launch order. ``block_n`` / ``num_warps`` / ``num_stages`` /
-    ``prec`` override the launch rules (to compare alternatives)."""
+    ``dot`` override the rules of ``launch.py`` (to compare alternatives)."""
+    import triton.language as tl
     if D < 1 or H < 1 or D % H:
         raise AOTError(f"aot: D={D} must be a positive multiple of H={H}")
     if mode not in MODES:
         raise AOTError(f"aot: mode {mode!r} must be one of {', '.join(MODES)}")
     dt, wt = _dtype(dtype), _dtype(weight_dtype)
     D_pad, H_pad = pads(D, H)
-    bn = block_n or default_block_n(D_pad)
-    if bn < 16 or bn & (bn - 1):
-        raise AOTError(f"aot: block_n={bn} must be a power of two >= 16 (tl.dot needs M >= 16)")
-    nw = num_warps or default_num_warps(D_pad, bn)
-    prec = prec or precision(dt)
-    if prec not in ("ieee", "tf32", "tf32x3"):
-        raise AOTError(f"aot: prec={prec!r} must be ieee, tf32 or tf32x3")
+    try:
+        rule = LaunchRule(block_n, num_warps, num_stages, dot).resolve(D, H, dt)
+    except ValueError as e:
+        raise AOTError(f"aot: {e}") from None
+    bn, nw, num_stages = rule.block_n, rule.num_warps, rule.num_stages
+    prec, dot_dt = dot_args(rule.dot, dt)
+    dots = dict(PREC=prec, DOT={"fp32": tl.float32, "bf16": tl.bfloat16, "fp16": tl.float16}[dot_dt])
     x, m = f"*{dt}", ("*u8" if mask else f"*{dt}")  # no mask: fastformer_fn passes q as a dummy pointer
     base = dict(D=D, H=H, DH=D // H, D_PAD=D_pad, H_PAD=H_pad, BLOCK_N=bn)
     ints = dict(N="i32", S="i32", PER="i32", NPART="i32", scale="fp32")
@@ -138,7 +115,7 @@ def launches(D: int, H: int, dtype="bf16", *, mask: bool = True, bias: bool = Tr
         return Launch(kernel, role, D, H, dt, sig, dict(consts), aligned, nw, bn, num_stages)
 
     pool = dict(ints, x_ptr=x, w_ptr=f"*{wt}", b_ptr=f"*{wt}", mask_ptr=m)
-    flags = dict(HAS_MASK=mask, HAS_BIAS=bias, PREC=prec)
+    flags = dict(HAS_MASK=mask, HAS_BIAS=bias, **dots)
     out = [make("_pool_fwd", "pool q", pool, dict(base, **flags, GATE=False)),
            make("_pool_fwd", "pool p", pool, dict(base, **flags, GATE=True))]
     gate_c = {k: base[k] for k in ("D", "DH", "D_PAD", "H_PAD", "BLOCK_N")}

@@ -27,29 +27,33 @@ The mixer output ``transform(u) + q`` is then computed one of two ways (``fold``
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import torch
 import triton
+import triton.language as tl
 
 from fastformer.kernels.fastformer_triton import _dot_rows_bwd, _gate_fwd, _pool_bwd, _pool_fwd
+from fastformer.kernels.launch import Launch, dot_args, pads
+
+_TL = {"fp32": tl.float32, "bf16": tl.bfloat16, "fp16": tl.float16}
 
 
-def _cfg(B: int, N: int, D_pad: int, device: torch.device, block_n: int | None, per: int | None):
-    """(BLOCK_N, rows per program, S programs per batch row): enough programs to fill the GPU, few partials."""
-    bn = block_n or max(16, min(64, 8192 // D_pad))
+def _split(B: int, N: int, bn: int, device: torch.device, per: int | None) -> tuple[int, int]:
+    """(rows per program, S programs per batch row): enough programs to fill the GPU, few partials."""
     if per is None:
         target = 4 * torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4
         blocks = triton.cdiv(N, bn)
         per = bn * triton.cdiv(blocks, max(1, triton.cdiv(target, B)))
-    return bn, per, triton.cdiv(N, per)
+    return per, triton.cdiv(N, per)
 
 
 class FastformerAdditive(torch.autograd.Function):
-    """See the module docstring. ``block_n`` / ``rows_per_program`` override the launch shape (tests)."""
+    """See the module docstring. ``launch`` (a ``launch.Launch``) / ``rows_per_program`` override the launch rules."""
 
     @staticmethod
-    def forward(ctx, q, k, w_q, b_q, w_k, b_k, mask, scale, glob_only=False, block_n=None, rows_per_program=None):
+    def forward(ctx, q, k, w_q, b_q, w_k, b_k, mask, scale, glob_only=False, launch=None, rows_per_program=None):
         B, N, D = q.shape
         H = w_q.shape[1]
         if D % H or D // H < 1 or k.shape != q.shape or w_k.shape != (D, H):
@@ -57,13 +61,17 @@ class FastformerAdditive(torch.autograd.Function):
                              f"w_q {tuple(w_q.shape)}, w_k {tuple(w_k.shape)}")
         q, k = q.contiguous(), k.contiguous()
         w_q, w_k = w_q.contiguous(), w_k.contiguous()
-        D_pad, H_pad = triton.next_power_of_2(D), max(16, triton.next_power_of_2(H))
-        bn, per, S = _cfg(B, N, D_pad, q.device, block_n, rows_per_program)
+        D_pad, H_pad = pads(D, H)
+        lc = (launch or Launch()).resolve(D, H, q.dtype)
+        bn, nw, ns = lc.block_n, lc.num_warps, lc.num_stages
+        per, S = _split(B, N, bn, q.device, rows_per_program)
         f32 = dict(device=q.device, dtype=torch.float32)
         m8 = mask.contiguous().view(torch.uint8) if mask is not None else q  # dummy pointer when no mask
         consts = dict(D=D, H=H, DH=D // H, D_PAD=D_pad, H_PAD=H_pad, BLOCK_N=bn)
-        prec = "ieee" if q.dtype == torch.float32 else "tf32"  # dots take fp32 tiles; tf32 suffices for 16-bit inputs
-        nw = 8 if D_pad * bn >= 8192 else 4  # warps: keep the (BLOCK_N, D) fp32 tiles out of local memory
+        prec, dot = dot_args(lc.dot, q.dtype)
+        if dot == "bf16" and interpreting():  # Triton's interpreter (3.9) gets bf16 tl.dot wrong (it multiplies the
+            dot = "fp32"                       # raw bits); the fp16 tests cover the 16-bit operand path there
+        dots = dict(PREC=prec, DOT=_TL[dot])
         part_q = (torch.empty(B, S, H_pad, **f32), torch.empty(B, S, H_pad, **f32), torch.empty(B, S, D_pad, **f32))
         part_k = (torch.empty(B, S, H_pad, **f32), torch.empty(B, S, H_pad, **f32), torch.empty(B, S, D_pad, **f32))
         q_glob, k_glob = torch.empty(B, D_pad, **f32), torch.empty(B, D_pad, **f32)
@@ -73,21 +81,21 @@ class FastformerAdditive(torch.autograd.Function):
         grid = (B, S)
         _pool_fwd[grid](q, w_q, b_q if b_q is not None else dummy_b, m8, *part_q, *part_q, q_glob, st_q,
                         N, S, per, scale, **consts, HAS_MASK=mask is not None, HAS_BIAS=b_q is not None,
-                        GATE=False, PREC=prec, num_warps=nw)
+                        GATE=False, **dots, num_warps=nw, num_stages=ns)
         _pool_fwd[grid](k, w_k, b_k if b_k is not None else dummy_b, m8, *part_q, *part_k, q_glob, st_q,
                         N, S, per, scale, **consts, HAS_MASK=mask is not None, HAS_BIAS=b_k is not None,
-                        GATE=True, PREC=prec, num_warps=nw)
+                        GATE=True, **dots, num_warps=nw, num_stages=ns)
         _gate_fwd[(B, 1) if glob_only else grid](q, u, *part_k, k_glob, st_k, N, S, per, D=D, DH=D // H,
                                                   D_PAD=D_pad, H_PAD=H_pad, BLOCK_N=bn, WRITE_U=not glob_only,
-                                                  num_warps=nw)
+                                                  num_warps=nw, num_stages=ns)
         ctx.save_for_backward(q, k, w_q, b_q, w_k, b_k, mask, q_glob, k_glob, st_q, st_k)
-        ctx.cfg = (scale, bn, per, S, D_pad, H_pad, prec, nw, glob_only)
+        ctx.cfg = (scale, bn, per, S, D_pad, H_pad, dots, nw, ns, glob_only)
         return k_glob[:, :D].clone() if glob_only else u
 
     @staticmethod
     def backward(ctx, dout):
         q, k, w_q, b_q, w_k, b_k, mask, q_glob, k_glob, st_q, st_k = ctx.saved_tensors
-        scale, bn, per, S, D_pad, H_pad, prec, nw, glob_only = ctx.cfg
+        scale, bn, per, S, D_pad, H_pad, dots, nw, ns, glob_only = ctx.cfg
         B, N, D = q.shape
         H = w_q.shape[1]
         f32 = dict(device=q.device, dtype=torch.float32)
@@ -101,18 +109,20 @@ class FastformerAdditive(torch.autograd.Function):
         else:
             du, n_part = dout.contiguous(), S
             dkg_part = torch.empty(B, S, D_pad, **f32)  # d k_glob = sum_n dU_n (.) q_n
-            _dot_rows_bwd[grid](du, q, dkg_part, N, S, per, D=D, D_PAD=D_pad, BLOCK_N=bn, num_warps=nw)
+            _dot_rows_bwd[grid](du, q, dkg_part, N, S, per, D=D, D_PAD=D_pad, BLOCK_N=bn, num_warps=nw,
+                                num_stages=ns)
         dk, dq = torch.empty_like(k), torch.empty_like(q)
         dqg_part = torch.empty(B, S, D_pad, **f32)  # d q_glob partials
         dw_k, db_k = torch.empty(B, S, D_pad, H_pad, **f32), torch.empty(B, S, H_pad, **f32)
         dw_q, db_q = torch.empty(B, S, D_pad, H_pad, **f32), torch.empty(B, S, H_pad, **f32)
         _pool_bwd[grid](k, dk, du, w_k, b_k if b_k is not None else w_k, m8, q_glob, k_glob, st_k, dkg_part,
                         k_glob, dqg_part, dw_k, db_k, N, S, per, n_part, scale, **consts,
-                        HAS_MASK=mask is not None, HAS_BIAS=b_k is not None, GATE=True, SIDE=False, PREC=prec,
-                        num_warps=nw)
+                        HAS_MASK=mask is not None, HAS_BIAS=b_k is not None, GATE=True, SIDE=False, **dots,
+                        num_warps=nw, num_stages=ns)
         _pool_bwd[grid](q, dq, du, w_q, b_q if b_q is not None else w_q, m8, q_glob, q_glob, st_q, dqg_part,
                         k_glob, dqg_part, dw_q, db_q, N, S, per, S, scale, **consts, HAS_MASK=mask is not None,
-                        HAS_BIAS=b_q is not None, GATE=False, SIDE=not glob_only, PREC=prec, num_warps=nw)
+                        HAS_BIAS=b_q is not None, GATE=False, SIDE=not glob_only, **dots, num_warps=nw,
+                        num_stages=ns)
 
         def red(part, w):  # (B, S, D_pad, H_pad) or (B, S, H_pad) partials -> parameter gradient
             if w is None:
@@ -148,11 +158,14 @@ def transform_matrix(m) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def fastformer_triton_forward(m, x: torch.Tensor, mask: torch.Tensor | None, *, fold: bool | None = None,
-                              block_n: int | None = None, rows_per_program: int | None = None) -> torch.Tensor:
+                              launch: Launch | None = None, block_n: int | None = None,
+                              rows_per_program: int | None = None) -> torch.Tensor:
     """The ``fastformer`` mixer ``m`` (default sharing, product interaction) with the fused additive part.
     ``fold``: output by one batched GEMM with k_glob folded into its weight (True), by the u kernel + transform GEMM
     (False), or by the rule ``N >= D`` (None; see the module docstring). ``block_n`` / ``rows_per_program``
-    override the launch shape (tests use small ones to exercise tails/splits)."""
+    and ``launch`` override the launch rules (tests use small shapes to exercise tails/splits)."""
+    if block_n is not None:
+        launch = dataclasses.replace(launch or Launch(), block_n=block_n)
     if not (x.is_cuda or interpreting()):
         raise RuntimeError("fastformer impl='triton' needs a CUDA tensor (or TRITON_INTERPRET=1 for CPU tests); "
                            "use impl='auto' to fall back to eager off-GPU")
@@ -167,12 +180,12 @@ def fastformer_triton_forward(m, x: torch.Tensor, mask: torch.Tensor | None, *, 
     if fold is None:
         fold = N >= D
     if fold:  # out_b = q_b @ (I + diag(k_glob_b) W) + b: gate, transform and residual in one batched GEMM
-        k_glob = FastformerAdditive.apply(q, k, wq, bq, wk, bk, mask, m.scale, True, block_n, rows_per_program)
+        k_glob = FastformerAdditive.apply(q, k, wq, bq, wk, bk, mask, m.scale, True, launch, rows_per_program)
         w, b = transform_matrix(m)
         dt = q.dtype  # the GEMM's dtype (bf16 under autocast): build the (B, D, D) weights in it, not in fp32
         w_b = torch.addcmul(torch.eye(D, device=q.device, dtype=dt), k_glob.to(dt)[:, :, None], w.to(dt))
         return torch.baddbmm(b.to(dt), q, w_b)  # (B, N, D)
-    u = FastformerAdditive.apply(q, k, wq, bq, wk, bk, mask, m.scale, False, block_n, rows_per_program)
+    u = FastformerAdditive.apply(q, k, wq, bq, wk, bk, mask, m.scale, False, launch, rows_per_program)
     if m.variant == "official":
         return m.transform(u) + q  # Linear(D, D), cuBLAS
     return m.transform(u.view(B, N, m.n_heads, m.d_head)).reshape(B, N, D) + q

@@ -73,7 +73,7 @@ def _pool_fwd(x_ptr, w_ptr, b_ptr, mask_ptr, pm_ptr, pl_ptr, pacc_ptr,  # in: to
               om_ptr, ol_ptr, oacc_ptr, glob_ptr, stats_ptr,  # out: partials; merged gate vector + stats
               N, S, PER, scale, D: tl.constexpr, H: tl.constexpr, DH: tl.constexpr, D_PAD: tl.constexpr,
               H_PAD: tl.constexpr, BLOCK_N: tl.constexpr, HAS_MASK: tl.constexpr, HAS_BIAS: tl.constexpr,
-              GATE: tl.constexpr, PREC: tl.constexpr):
+              GATE: tl.constexpr, PREC: tl.constexpr, DOT: tl.constexpr):
     """Online-softmax pooling of x (GATE=False: x = q) or of p = k * g (GATE=True: g merged from the q partials)."""
     b = tl.program_id(0)
     s = tl.program_id(1)
@@ -81,6 +81,7 @@ def _pool_fwd(x_ptr, w_ptr, b_ptr, mask_ptr, pm_ptr, pl_ptr, pacc_ptr,  # in: to
     d = tl.arange(0, D_PAD)
     onehot = _onehot(D, DH, D_PAD, H_PAD)
     w, bias = _load_w(w_ptr, b_ptr, D, H, D_PAD, H_PAD, HAS_BIAS)
+    w_d, oh_d = w.to(DOT), onehot.to(DOT)  # dot operands: fp32 (ieee) for fp32 inputs, else the input dtype
     g = tl.zeros([D_PAD], tl.float32)
     if GATE:
         g, M, L = _combine(pm_ptr, pl_ptr, pacc_ptr, b, S, onehot, H_PAD, D_PAD)
@@ -100,14 +101,14 @@ def _pool_fwd(x_ptr, w_ptr, b_ptr, mask_ptr, pm_ptr, pl_ptr, pacc_ptr,  # in: to
         x = tl.load(x_ptr + offs, mask=valid[:, None] & dmask[None, :], other=0.0).to(tl.float32)  # (BN, D_PAD)
         if GATE:
             x = x * g[None, :]  # p = k (.) q_glob
-        sc = (tl.dot(x, w, input_precision=PREC) + bias[None, :]) * scale  # scores (BN, H_PAD)
+        sc = (tl.dot(x.to(DOT), w_d, input_precision=PREC) + bias[None, :]) * scale  # scores (BN, H_PAD)
         sc = tl.where(valid[:, None], tl.where(real[:, None], sc, NEG), float("-inf"))
         m_new = tl.maximum(m_i, tl.max(sc, axis=0))
         corr = tl.exp(m_i - m_new)
         e = tl.exp(sc - m_new[None, :])  # (BN, H_PAD)
         l_i = l_i * corr + tl.sum(e, axis=0)
         acc = acc * tl.sum(corr[:, None] * onehot, axis=0) \
-            + tl.sum(tl.dot(e, onehot, input_precision=PREC) * x, axis=0)
+            + tl.sum(tl.dot(e.to(DOT), oh_d, input_precision=PREC) * x, axis=0)
         m_i = m_new
         rows += BLOCK_N
         offs += BLOCK_N * D
@@ -164,7 +165,7 @@ def _pool_bwd(x_ptr, dx_ptr, du_ptr, w_ptr, b_ptr, mask_ptr, gate_ptr, glob_ptr,
               side_ptr, dgate_part_ptr, dw_part_ptr, db_part_ptr, N, S, PER, NPART, scale,
               D: tl.constexpr, H: tl.constexpr, DH: tl.constexpr, D_PAD: tl.constexpr, H_PAD: tl.constexpr,
               BLOCK_N: tl.constexpr, HAS_MASK: tl.constexpr, HAS_BIAS: tl.constexpr, GATE: tl.constexpr,
-              SIDE: tl.constexpr, PREC: tl.constexpr):
+              SIDE: tl.constexpr, PREC: tl.constexpr, DOT: tl.constexpr):
     """Backward of g = sum_n softmax_n(scale * (y_n W + b)) y_n with y = x (.) gate (GATE) or y = x.
 
     dg is the sum of the NPART partials at ``dglob_part_ptr``. Writes dx: GATE: dy (.) gate (dk) and the partial
@@ -177,6 +178,8 @@ def _pool_bwd(x_ptr, dx_ptr, du_ptr, w_ptr, b_ptr, mask_ptr, gate_ptr, glob_ptr,
     d = tl.arange(0, D_PAD)
     onehot = _onehot(D, DH, D_PAD, H_PAD)
     w, bias = _load_w(w_ptr, b_ptr, D, H, D_PAD, H_PAD, HAS_BIAS)
+    w_d, oh_d = w.to(DOT), onehot.to(DOT)  # dot operands: fp32 (ieee) for fp32 inputs, else the input dtype
+    w_t, oh_t = tl.trans(w_d), tl.trans(oh_d)
     dg = tl.zeros([D_PAD], tl.float32)
     for t in range(NPART):
         dg += tl.load(dglob_part_ptr + (b * NPART + t) * D_PAD + d)
@@ -204,14 +207,14 @@ def _pool_bwd(x_ptr, dx_ptr, du_ptr, w_ptr, b_ptr, mask_ptr, gate_ptr, glob_ptr,
         y = x
         if GATE:
             y = x * gate[None, :]
-        sc = (tl.dot(y, w, input_precision=PREC) + bias[None, :]) * scale  # scores (BN, H_PAD)
+        sc = (tl.dot(y.to(DOT), w_d, input_precision=PREC) + bias[None, :]) * scale  # scores (BN, H_PAD)
         sc = tl.where(valid[:, None], tl.where(real[:, None], sc, NEG), float("-inf"))
         a = tl.exp(sc - M[None, :]) / L[None, :]  # softmax weights (BN, H_PAD)
-        da = tl.dot(y * dg[None, :], tl.trans(onehot), input_precision=PREC)  # <dg, y_n>_head
+        da = tl.dot((y * dg[None, :]).to(DOT), oh_t, input_precision=PREC)  # <dg, y_n>_head
         ds = tl.where(real[:, None], a * (da - c[None, :]), 0.0)  # d scores (before scale); padding: constant
-        dy = tl.dot(a, onehot, input_precision=PREC) * dg[None, :] \
-            + scale * tl.dot(ds, tl.trans(w), input_precision=PREC)  # (BN, D_PAD)
-        dw += scale * tl.dot(tl.trans(y), ds, input_precision=PREC)
+        dy = tl.dot(a.to(DOT), oh_d, input_precision=PREC) * dg[None, :] \
+            + scale * tl.dot(ds.to(DOT), w_t, input_precision=PREC)  # (BN, D_PAD)
+        dw += scale * tl.dot(tl.trans(y).to(DOT), ds.to(DOT), input_precision=PREC)
         db += scale * tl.sum(ds, axis=0)
         if GATE:
             dgate += tl.sum(dy * x, axis=0)

@@ -1,0 +1,75 @@
+"""Launch rules of the fused Fastformer kernels: one place, used by ``fastformer_fn.py`` (the run) and ``aot.py``
+(ahead-of-time compilation and ``scripts/kernel_report.py``), so the report always describes what runs.
+
+No GPU has timed these kernels yet, so the rules are chosen from compile-time facts (``results/kernels_static.md``):
+no register spills and little shared memory (more programs per SM for these memory-bound streaming kernels):
+
+* ``BLOCK_N`` rows per block: a ``(BLOCK_N, D_PAD)`` tile of about 4,096 elements (16 <= BLOCK_N <= 64);
+* ``num_warps``: 8 from 4,096-element tiles (registers per thread stay low), else 4;
+* ``num_stages=1``: no software-pipelined load buffers in shared memory (the loop body is a dependent chain anyway);
+* dots: fp32 ``ieee`` operands for fp32 inputs (the 1e-5 contract), otherwise operands in the input dtype
+  (bf16/fp16, fp32 accumulation) -- the precision of eager autocast, half the registers and shared memory of fp32
+  operands, tensor cores.
+
+``Launch`` overrides (``FastformerAdditive(..., launch=Launch(block_n=32))`` or ``scripts/bench_fastformer_gpu.py
+--launch``) exist so that a GPU session can time alternatives.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+DTYPES = ("fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Launch shape and dot precision; ``None`` fields follow the rules of this module."""
+    block_n: int | None = None
+    num_warps: int | None = None
+    num_stages: int | None = None
+    dot: str | None = None  # "fp32" (ieee) | "input" (operands in the input dtype) | "tf32" (fp32 tiles, tf32 dots)
+
+    def resolve(self, D: int, H: int, dtype) -> "Launch":
+        """fill every ``None`` field for hidden size ``D``, ``H`` heads and input ``dtype``; checks the overrides."""
+        D_pad, _ = pads(D, H)
+        bn = self.block_n or default_block_n(D_pad)
+        if bn < 16 or bn & (bn - 1):
+            raise ValueError(f"fastformer kernels: block_n={bn} must be a power of two >= 16 (tl.dot needs M >= 16)")
+        dot = self.dot or ("fp32" if dtype_name(dtype) == "fp32" else "input")
+        if dot not in ("fp32", "input", "tf32"):
+            raise ValueError(f"fastformer kernels: dot={dot!r} must be fp32, input or tf32")
+        return replace(self, block_n=bn, num_warps=self.num_warps or default_num_warps(D_pad, bn),
+                       num_stages=self.num_stages or 1, dot=dot)
+
+
+def next_pow2(n: int) -> int:
+    return 1 << max(0, (int(n) - 1).bit_length())
+
+
+def pads(D: int, H: int) -> tuple[int, int]:
+    """(D_PAD, H_PAD): register-tile widths; dots need >= 16 columns, hence H_PAD >= 16."""
+    return next_pow2(D), max(16, next_pow2(H))
+
+
+def default_block_n(D_pad: int) -> int:
+    """rows per block: a (BLOCK_N, D_PAD) tile of ~4,096 elements, 16 <= BLOCK_N <= 64."""
+    return max(16, min(64, 4096 // D_pad))
+
+
+def default_num_warps(D_pad: int, block_n: int) -> int:
+    return 8 if D_pad * block_n >= 4096 else 4
+
+
+def dtype_name(dtype) -> str:
+    s = str(dtype).replace("torch.", "")
+    s = {"float32": "fp32", "float": "fp32", "bfloat16": "bf16", "float16": "fp16", "half": "fp16"}.get(s, s)
+    if s not in DTYPES:
+        raise ValueError(f"fastformer kernels: unsupported dtype {dtype!r}; expected one of {', '.join(DTYPES)}")
+    return s
+
+
+def dot_args(dot: str, dtype) -> tuple[str, str]:
+    """(PREC, DOT) kernel constexprs: input precision and the operand dtype name ('fp32' | 'bf16' | 'fp16')."""
+    if dot == "input":
+        return "ieee", dtype_name(dtype)
+    return ("ieee" if dot == "fp32" else "tf32"), "fp32"
