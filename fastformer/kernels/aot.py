@@ -28,7 +28,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
-from fastformer.kernels.launch import DTYPES, Launch as LaunchRule, dot_args, dtype_name, pads
+from fastformer.kernels.launch import Launch as LaunchRule, dot_args, dtype_name, pads
 
 # per-block shared-memory limit (opt-in maximum, bytes) and register file of the targets we report on
 TARGETS = {80: dict(name="sm_80", smem=166912), 86: dict(name="sm_86", smem=101376),
