@@ -49,6 +49,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"], help="autocast dtype (fp32: none)")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--iters", type=int, default=20)
+    p.add_argument("--launch", default="", help="extra fused rows with launch-rule overrides (fastformer/kernels/"
+                   "launch.py), ';'-separated sets, e.g. 'block_n=32,dot=tf32,num_stages=3;num_warps=4'")
     p.add_argument("--skip-e2e", action="store_true")
     p.add_argument("--profile", action="store_true", help="append a torch.profiler table of one triton mixer call")
     p.add_argument("--out", type=Path, default=ROOT / "results")
@@ -86,6 +88,28 @@ def force_output_path(model: nn.Module, impl: str) -> nn.Module:
             if isinstance(mod, Fastformer):
                 mod._core = functools.partial(fastformer_triton_forward, mod, fold=impl == "triton_fold")
     return model
+
+
+def launch_rows(spec: str) -> dict[str, dict]:
+    """--launch 'block_n=32,dot=tf32;num_warps=4' -> {'triton[block_n=32,dot=tf32]': {...}, ...}"""
+    rows = {}
+    for group in (g.strip() for g in spec.split(";") if g.strip()):
+        kw = {}
+        for item in (i.strip() for i in group.split(",") if i.strip()):
+            k, _, v = item.partition("=")
+            if k not in ("block_n", "num_warps", "num_stages", "dot") or not v:
+                raise SystemExit(f"--launch: bad item {item!r}; expected block_n|num_warps|num_stages|dot=value")
+            kw[k] = v if k == "dot" else int(v)
+        rows[f"triton[{group}]"] = kw
+    return rows
+
+
+def with_launch(m: nn.Module, kw: dict) -> nn.Module:
+    """pin the fused mixer ``m`` to the launch-rule overrides ``kw`` (its output rule unchanged)."""
+    from fastformer.kernels.fastformer_fn import fastformer_triton_forward  # noqa: PLC0415 (needs triton)
+    from fastformer.kernels.launch import Launch  # noqa: PLC0415
+    m._core = functools.partial(fastformer_triton_forward, m, launch=Launch(**kw))
+    return m
 
 
 def base_impl(impl: str) -> str:
@@ -171,8 +195,9 @@ def main(argv=None) -> Path:
     bad = sorted(set(impls) - set(IMPLS))
     if bad:
         raise SystemExit(f"--impls: unknown {bad}; choose from {list(IMPLS)}")
-    if any(i.startswith("triton") for i in impls) and not TRITON_AVAILABLE:
+    if (any(i.startswith("triton") for i in impls) or a.launch) and not TRITON_AVAILABLE:
         raise SystemExit("--impls includes triton but the triton package is missing: pip install -e '.[triton]'")
+    launches = launch_rows(a.launch)
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[a.dtype]
     card = torch.cuda.get_device_name()
     sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
@@ -187,13 +212,13 @@ def main(argv=None) -> Path:
     for T in a.tokens:
         lines += [f"## Mixer forward + backward, {T:,} tokens per batch: M tokens/s (ms per call)", "",
                   "| impl | " + " | ".join(f"N={N}" for N in a.lengths) + " |", "|---" * (len(a.lengths) + 1) + "|"]
-        for impl in impls:
+        for impl in impls + list(launches):
             cells = []
             for N in a.lengths:
                 if T // N < 1:
                     cells.append("–")
                     continue
-                m = mixer(impl, a).cuda()
+                m = (with_launch(mixer("triton", a), launches[impl]) if impl in launches else mixer(impl, a)).cuda()
                 status, sec = timed(mixer_step(m, T // N, N, a, amp), a.warmup, a.iters)
                 cells.append(f"{T // N * N / sec / 1e6:.1f} ({sec * 1e3:.2f})" if status == "ok" else status)
                 print(f"[mixer] {impl} T={T} N={N}: {cells[-1]}", flush=True)
