@@ -6,7 +6,8 @@
 Part 1, token mixer only (projections included, no FFN), forward + backward with the input requiring grad (as for a
 non-first layer), d=256, h=16, bf16 autocast: million tokens/s and ms per call for 524,288 and 65,536 tokens per
 batch (batch = tokens / N) over N = 256 ... 32,768, for SDPA (the Transformer mixer), eager, torch.compile and the
-fused kernels (``triton``: with its output rule; ``triton_gate`` / ``triton_fold``: each output path forced). Part 2, the classifier training step (embedding 50k x 256 ->
+fused kernels (``triton``: with its output rule; ``triton_gate`` / ``triton_fold``: each output path forced;
+``--launch``: launch-rule overrides). Part 2, the classifier training step (embedding 50k x 256 ->
 Encoder(2 layers, mixer, FFN 256, post-LN) -> AttentionPooling -> linear, Adam), batch 64, N = 512/1024/2048, ms per
 step. Timing: CUDA events around each call after warm-up, synchronised, median; OOM recorded as OOM. Needs CUDA.
 """

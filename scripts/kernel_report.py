@@ -5,7 +5,8 @@ memory of every launch specialisation ``fastformer/kernels/fastformer_fn.py`` us
     python scripts/kernel_report.py --targets 90 --dtypes bf16 --shapes 256x16 --out - --alt "dot=tf32;block_n=32"
 
 Each shape is D x h. ``--alt`` adds, per ';'-separated set of overrides (block_n, num_warps, num_stages, dot), a
-section with the launches of ``--alt-dtypes`` compiled under that launch rule, for comparison. These are compile-time facts from triton + ptxas, not timings.
+section with the launches of ``--alt-dtypes`` compiled under that launch rule, for comparison. These are compile-time
+facts from triton + ptxas, not timings.
 """
 from __future__ import annotations
 
@@ -65,10 +66,11 @@ def _alts(s: str) -> list[dict]:
         for item in _split(group):
             k, _, v = item.partition("=")
             k = k.strip()
-            if k not in ("block_n", "num_warps", "num_stages", "dot") or not v:
-                raise SystemExit(f"kernel_report: bad --alt item {item!r}; expected block_n|num_warps|num_stages|dot"
+            if k not in ("block_n", "num_warps", "num_stages", "dot", "dot_bwd") or not v:
+                raise SystemExit(f"kernel_report: bad --alt item {item!r}; expected "
+                                 "block_n|num_warps|num_stages|dot|dot_bwd"
                                  "=value")
-            kw[k] = v.strip() if k == "dot" else int(v)
+            kw[k] = v.strip() if k.startswith("dot") else int(v)
         out.append(kw)
     return out
 
@@ -86,7 +88,7 @@ def collect(args, dtypes: str, **rule) -> list[tuple[aot.Launch, int, str]]:
                 for mask in _yn(args.mask):
                     for bias in _yn(args.bias):
                         for mode in _split(args.modes):
-                            for lc in aot.launches(D, H, dt, mask=mask, bias=bias, mode=mode, **rule):
+                            for lc in aot.launches(D, H, dt, mask=mask, bias=bias, mode=mode, arch=arch, **rule):
                                 key = (arch, lc.kernel, lc.role, lc.flags, dt, D, H, lc.block_n, lc.num_warps,
                                        tuple(sorted(lc.signature.items())))
                                 if key in seen:
@@ -157,7 +159,8 @@ def main(argv=None) -> int:
         "",
         "Launch rules (fastformer/kernels/launch.py): D_PAD = next_pow2(D), H_PAD = max(16, next_pow2(h)), "
         "BLOCK_N = max(16, min(64, 4096 // D_PAD)), num_warps = 8 if D_PAD * BLOCK_N >= 4096 else 4, num_stages = 1; "
-        "dot operands fp32 (ieee) for fp32 inputs, the input dtype (bf16/fp16, fp32 accumulation) otherwise; fp32 "
+        "dot operands fp32 (ieee) for fp32 inputs, the input dtype (bf16/fp16, fp32 accumulation) otherwise, except "
+        "the backward kernel on sm_8x (fp32 ieee: no spills there); fp32 "
         f"weights (autocast). Flags: mask {args.mask}, bias {args.bias} (bias = the official variant). "
         "Specialisation: aligned pointers, N and PER multiples of 16, S > 1; fold mode's `NPART=1` is a constexpr. "
         "Launches: `pool q` / `pool p` (forward pooling of q and of p = k * q_glob), `u` / `k_glob` (gate kernel "

@@ -39,7 +39,7 @@ def default_mixers() -> list[str]:
 
 
 def unavailable(spec: MixerSpec, device: torch.device) -> str | None:
-    """Why ``spec`` cannot run on ``device`` (a row status), or None: the fused Triton Fastformer needs CUDA + triton."""
+    """Why ``spec`` cannot run on ``device`` (a row status), or None: the fused Fastformer needs CUDA + triton."""
     if spec.kwargs.get("impl") != "triton":
         return None
     from fastformer.kernels import TRITON_AVAILABLE

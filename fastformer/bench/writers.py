@@ -118,7 +118,8 @@ def render_markdown(rows: Sequence[Row], header: Sequence[tuple[str, str]], *, c
     lines += [f"- **{k}**: {v}" for k, v in header] + [""]
     lines += ["Cells: median milliseconds per layer per batch (one mixer layer, projections included, no FFN); "
               "`OOM`, `timeout` (one call took longer than the budget), `skipped` (a shorter length already exceeded "
-              "the budget), `unavailable` (cannot run on this device, e.g. the fused Triton kernels off CUDA), `error` -- "
+              "the budget), `unavailable` (cannot run on this device, e.g. the fused Triton kernels off CUDA), "
+              "`error` -- "
               "details in efficiency.csv.", ""]
     for mode in ("inference", "training"):
         t = _table(rows, mode, lambda r: _ms(r.seconds))

@@ -5,10 +5,11 @@
 rules, constexpr misuse) and for resources: registers per thread, spilled bytes, local memory, shared memory::
 
     from fastformer.kernels import aot
-    for st in aot.compile_launches(aot.launches(256, 16, "bf16", mask=True, bias=True, mode="gate"), arch=90):
+    for st in aot.compile_launches(aot.launches(256, 16, "bf16", mask=True, bias=True, mode="gate", arch=90), arch=90):
         print(st.row())
 
-Launch rules come from ``launch.py``, the module ``fastformer_fn.py`` uses, so what is compiled here is what runs. The specialisation is the one Triton's JIT picks for a typical call: every pointer 16-byte
+Launch rules come from ``launch.py``, the module ``fastformer_fn.py`` uses, so what is compiled here is what runs.
+The specialisation is the one Triton's JIT picks for a typical call: every pointer 16-byte
 aligned, ``N`` and ``PER`` multiples of 16 (``PER`` always is: a multiple of ``BLOCK_N``), ``S`` (programs per batch
 row) neither 1 nor a multiple of 16; ``NPART`` is 1 -- a constexpr -- in the folded mode, as at run time. Weights and
 biases are fp32 (parameters under autocast) unless ``weight_dtype`` says otherwise.
@@ -79,10 +80,12 @@ class Launch:
 
 def launches(D: int, H: int, dtype="bf16", *, mask: bool = True, bias: bool = True, mode: str = "gate",
              weight_dtype="fp32", block_n: int | None = None, num_warps: int | None = None,
-             num_stages: int | None = None, dot: str | None = None) -> list[Launch]:
+             num_stages: int | None = None, dot: str | None = None, dot_bwd: str | None = None,
+             arch: int = 90) -> list[Launch]:
     """The kernel launches of one forward + backward of ``FastformerAdditive`` (``mode="gate"``: u written;
     ``"fold"``: ``glob_only``, k_glob only), in launch order. ``block_n`` / ``num_warps`` / ``num_stages`` /
-    ``dot`` override the rules of ``launch.py`` (to compare alternatives)."""
+    ``dot`` / ``dot_bwd`` override the rules of ``launch.py`` (to compare alternatives); ``arch``: the target's
+    compute capability (the rules depend on it)."""
     import triton.language as tl
     if D < 1 or H < 1 or D % H:
         raise AOTError(f"aot: D={D} must be a positive multiple of H={H}")
@@ -91,12 +94,15 @@ def launches(D: int, H: int, dtype="bf16", *, mask: bool = True, bias: bool = Tr
     dt, wt = _dtype(dtype), _dtype(weight_dtype)
     D_pad, H_pad = pads(D, H)
     try:
-        rule = LaunchRule(block_n, num_warps, num_stages, dot).resolve(D, H, dt)
+        rule = LaunchRule(block_n, num_warps, num_stages, dot, dot_bwd).resolve(D, H, dt, arch)
     except ValueError as e:
         raise AOTError(f"aot: {e}") from None
     bn, nw, num_stages = rule.block_n, rule.num_warps, rule.num_stages
-    prec, dot_dt = dot_args(rule.dot, dt)
-    dots = dict(PREC=prec, DOT={"fp32": tl.float32, "bf16": tl.bfloat16, "fp16": tl.float16}[dot_dt])
+
+    def dot_consts(d: str) -> dict:
+        prec, dot_dt = dot_args(d, dt)
+        return dict(PREC=prec, DOT={"fp32": tl.float32, "bf16": tl.bfloat16, "fp16": tl.float16}[dot_dt])
+    dots, dots_bwd = dot_consts(rule.dot), dot_consts(rule.dot_bwd)
     x, m = f"*{dt}", ("*u8" if mask else f"*{dt}")  # no mask: fastformer_fn passes q as a dummy pointer
     base = dict(D=D, H=H, DH=D // H, D_PAD=D_pad, H_PAD=H_pad, BLOCK_N=bn)
     ints = dict(N="i32", S="i32", PER="i32", NPART="i32", scale="fp32")
@@ -125,11 +131,12 @@ def launches(D: int, H: int, dtype="bf16", *, mask: bool = True, bias: bool = Tr
         out.append(make("_dot_rows_bwd", "dkg", dict(ints, a_ptr=x, c_ptr=x),
                         {k: base[k] for k in ("D", "D_PAD", "BLOCK_N")}))
     bwd = dict(pool, dx_ptr=x, du_ptr=x)
-    k_c = dict(base, **flags, GATE=True, SIDE=False)
+    bflags = dict(flags, **dots_bwd)
+    k_c = dict(base, **bflags, GATE=True, SIDE=False)
     if glob:
         k_c["NPART"] = 1  # one d k_glob "partial" per row: Triton makes an int argument equal to 1 a constexpr
     out.append(make("_pool_bwd", "bwd k", bwd, k_c))
-    out.append(make("_pool_bwd", "bwd q", bwd, dict(base, **flags, GATE=False, SIDE=not glob)))
+    out.append(make("_pool_bwd", "bwd q", bwd, dict(base, **bflags, GATE=False, SIDE=not glob)))
     return out
 
 

@@ -40,6 +40,14 @@ from fastformer.kernels.launch import Launch, dot_args, pads
 _TL = {"fp32": tl.float32, "bf16": tl.bfloat16, "fp16": tl.float16}
 
 
+def _dot_consts(dot: str, dtype) -> dict:
+    """kernel constexprs PREC, DOT for the rule ``dot`` (launch.py) and input ``dtype``."""
+    prec, name = dot_args(dot, dtype)
+    if name == "bf16" and interpreting():  # Triton's interpreter (3.9) gets bf16 tl.dot wrong (it multiplies the
+        name = "fp32"                       # raw bits); the fp16 tests cover the 16-bit operand path there
+    return dict(PREC=prec, DOT=_TL[name])
+
+
 def _split(B: int, N: int, bn: int, device: torch.device, per: int | None) -> tuple[int, int]:
     """(rows per program, S programs per batch row): enough programs to fill the GPU, few partials."""
     if per is None:
@@ -62,16 +70,17 @@ class FastformerAdditive(torch.autograd.Function):
         q, k = q.contiguous(), k.contiguous()
         w_q, w_k = w_q.contiguous(), w_k.contiguous()
         D_pad, H_pad = pads(D, H)
-        lc = (launch or Launch()).resolve(D, H, q.dtype)
+        arch = 90  # the interpreter (CPU tests) follows the sm_90 rules
+        if q.is_cuda:
+            major, minor = torch.cuda.get_device_capability(q.device)
+            arch = 10 * major + minor
+        lc = (launch or Launch()).resolve(D, H, q.dtype, arch)
         bn, nw, ns = lc.block_n, lc.num_warps, lc.num_stages
         per, S = _split(B, N, bn, q.device, rows_per_program)
         f32 = dict(device=q.device, dtype=torch.float32)
         m8 = mask.contiguous().view(torch.uint8) if mask is not None else q  # dummy pointer when no mask
         consts = dict(D=D, H=H, DH=D // H, D_PAD=D_pad, H_PAD=H_pad, BLOCK_N=bn)
-        prec, dot = dot_args(lc.dot, q.dtype)
-        if dot == "bf16" and interpreting():  # Triton's interpreter (3.9) gets bf16 tl.dot wrong (it multiplies the
-            dot = "fp32"                       # raw bits); the fp16 tests cover the 16-bit operand path there
-        dots = dict(PREC=prec, DOT=_TL[dot])
+        dots, dots_bwd = _dot_consts(lc.dot, q.dtype), _dot_consts(lc.dot_bwd, q.dtype)
         part_q = (torch.empty(B, S, H_pad, **f32), torch.empty(B, S, H_pad, **f32), torch.empty(B, S, D_pad, **f32))
         part_k = (torch.empty(B, S, H_pad, **f32), torch.empty(B, S, H_pad, **f32), torch.empty(B, S, D_pad, **f32))
         q_glob, k_glob = torch.empty(B, D_pad, **f32), torch.empty(B, D_pad, **f32)
@@ -89,7 +98,7 @@ class FastformerAdditive(torch.autograd.Function):
                                                   D_PAD=D_pad, H_PAD=H_pad, BLOCK_N=bn, WRITE_U=not glob_only,
                                                   num_warps=nw, num_stages=ns)
         ctx.save_for_backward(q, k, w_q, b_q, w_k, b_k, mask, q_glob, k_glob, st_q, st_k)
-        ctx.cfg = (scale, bn, per, S, D_pad, H_pad, dots, nw, ns, glob_only)
+        ctx.cfg = (scale, bn, per, S, D_pad, H_pad, dots_bwd, nw, ns, glob_only)
         return k_glob[:, :D].clone() if glob_only else u
 
     @staticmethod

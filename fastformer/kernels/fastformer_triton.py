@@ -16,7 +16,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-NEG = tl.constexpr(-3.4028234663852886e38)  # float32 min at padded tokens: exp(NEG - max) = 0, uniform if a row is all padding
+# float32 min at padded tokens: exp(NEG - max) = 0, and uniform weights if a row is all padding
+NEG = tl.constexpr(-3.4028234663852886e38)
 
 
 @triton.jit
