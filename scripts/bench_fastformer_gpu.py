@@ -16,10 +16,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import functools
+import importlib.metadata
+import platform
 import re
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -43,6 +46,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--tokens", type=ints, default=[524288, 65536], help="tokens per batch (batch = tokens / N)")
     p.add_argument("--lengths", type=ints, default=[256, 512, 1024, 2048, 4096, 8192, 16384, 32768])
     p.add_argument("--e2e-lengths", type=ints, default=[512, 1024, 2048])
+    p.add_argument("--e2e-batch", type=int, default=64)
     p.add_argument("--impls", default=",".join(IMPLS), help=f"subset of {IMPLS}")
     p.add_argument("--variant", default="official", choices=["official", "paper"], help="Fastformer variant")
     p.add_argument("--d-model", type=int, default=256)
@@ -55,30 +59,43 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--skip-e2e", action="store_true")
     p.add_argument("--profile", action="store_true", help="append a torch.profiler table of one triton mixer call")
     p.add_argument("--out", type=Path, default=ROOT / "results")
+    p.add_argument("--device", default="cuda", help="cuda (the benchmark) | cpu (a smoke test of this script only: "
+                   "fused rows read 'unavailable: needs CUDA', timings are CPU wall clock)")
     return p.parse_args(argv)
 
 
-def timed(step, warmup: int, iters: int) -> tuple[str, float]:
-    """('ok', median seconds) of ``step()`` with CUDA events, or ('OOM' | 'error: ...', nan)."""
+def timed(step, warmup: int, iters: int, device: torch.device) -> tuple[str, float]:
+    """('ok', median seconds) of ``step()`` -- CUDA events on a GPU, perf_counter on CPU -- or ('OOM' |
+    'error: ...', nan)."""
     try:
         for _ in range(warmup):
             step()
         times = []
         for _ in range(iters):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            torch.cuda.synchronize()
-            start.record()
-            step()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) / 1e3)
+            if device.type == "cuda":
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                torch.cuda.synchronize(device)
+                start.record()
+                step()
+                end.record()
+                end.synchronize()
+                times.append(start.elapsed_time(end) / 1e3)
+            else:
+                t0 = time.perf_counter()
+                step()
+                times.append(time.perf_counter() - t0)
         return "ok", statistics.median(times)
-    except torch.cuda.OutOfMemoryError:
+    except torch.OutOfMemoryError:
         status = "OOM"
     except Exception as err:  # noqa: BLE001 -- recorded in the table, never dropped
-        status = f"error: {type(err).__name__}: {str(err).splitlines()[0][:120]}"
-    torch.cuda.empty_cache()
+        status = f"error: {type(err).__name__}: {(str(err).splitlines() or [''])[0][:120]}"
+    free(device)
     return status, float("nan")
+
+
+def free(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def force_output_path(model: nn.Module, impl: str) -> nn.Module:
@@ -98,9 +115,9 @@ def launch_rows(spec: str) -> dict[str, dict]:
         kw = {}
         for item in (i.strip() for i in group.split(",") if i.strip()):
             k, _, v = item.partition("=")
-            if k not in ("block_n", "num_warps", "num_stages", "dot") or not v:
-                raise SystemExit(f"--launch: bad item {item!r}; expected block_n|num_warps|num_stages|dot=value")
-            kw[k] = v if k == "dot" else int(v)
+            if k not in ("block_n", "num_warps", "num_stages", "dot", "dot_bwd") or not v:
+                raise SystemExit(f"--launch: bad item {item!r}; expected block_n|num_warps|num_stages|dot|dot_bwd=v")
+            kw[k] = v if k.startswith("dot") else int(v)
         rows[f"triton[{group}]"] = kw
     return rows
 
@@ -125,14 +142,15 @@ def mixer(impl: str, a: argparse.Namespace) -> nn.Module:
 
 
 def mixer_step(m: nn.Module, B: int, N: int, a: argparse.Namespace, amp: torch.dtype | None):
-    x = torch.randn(B, N, a.d_model, device="cuda", requires_grad=True)
-    gy = torch.randn(B, N, a.d_model, device="cuda", dtype=amp or torch.float32)
+    dev = torch.device(a.device)
+    x = torch.randn(B, N, a.d_model, device=dev, requires_grad=True)
+    gy = torch.randn(B, N, a.d_model, device=dev, dtype=amp or torch.float32)
 
     def step() -> None:
         for p in m.parameters():
             p.grad = None
         x.grad = None
-        with torch.autocast("cuda", dtype=amp or torch.float32, enabled=amp is not None):
+        with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
             y = m(x)
         y.backward(gy.to(y.dtype))
     return step
@@ -155,16 +173,18 @@ class Classifier(nn.Module):
 def e2e_step(impl: str, N: int, a: argparse.Namespace, amp: torch.dtype | None):
     name, kw = ("transformer", {}) if impl == "sdpa" else ("fastformer", {"variant": a.variant,
                                                                            "impl": base_impl(impl)})
-    model = force_output_path(Classifier(name, kw, N, a), impl).cuda().train()
+    dev = torch.device(a.device)
+    model = force_output_path(Classifier(name, kw, N, a), impl).to(dev).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    g = torch.Generator(device="cuda").manual_seed(0)
-    tokens = torch.randint(0, 50000, (64, N), device="cuda", generator=g)
-    mask = torch.arange(N, device="cuda")[None] < torch.randint(N // 2, N + 1, (64, 1), device="cuda", generator=g)
-    labels = torch.randint(0, 5, (64,), device="cuda", generator=g)
+    g = torch.Generator(device=dev).manual_seed(0)
+    B = a.e2e_batch
+    tokens = torch.randint(0, 50000, (B, N), device=dev, generator=g)
+    mask = torch.arange(N, device=dev)[None] < torch.randint(N // 2, N + 1, (B, 1), device=dev, generator=g)
+    labels = torch.randint(0, 5, (B,), device=dev, generator=g)
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=amp or torch.float32, enabled=amp is not None):
+        with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
             loss = nn.functional.cross_entropy(model(tokens, mask).float(), labels)
         loss.backward()
         opt.step()
@@ -175,7 +195,7 @@ def check_triton(a: argparse.Namespace, amp: torch.dtype | None) -> str:
     """one-shot agreement of both fused output paths with eager (output, relative L2) at B=4, N=1000 with padding."""
     torch.manual_seed(0)
     m_e = mixer("eager", a).cuda()
-    x = torch.randn(4, 1000, a.d_model, device="cuda")
+    x = torch.randn(4, 1000, a.d_model, device="cuda")  # only called on CUDA
     mask = torch.arange(1000, device="cuda")[None] < torch.tensor([[1000], [517], [1], [999]], device="cuda")
     errs = []
     for impl in ("triton_gate", "triton_fold"):
@@ -189,26 +209,38 @@ def check_triton(a: argparse.Namespace, amp: torch.dtype | None) -> str:
 
 def main(argv=None) -> Path:
     a = parse_args(argv)
-    if not torch.cuda.is_available():
+    dev = torch.device(a.device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("bench_fastformer_gpu.py needs a CUDA GPU (torch.cuda.is_available() is False); "
-                         "CPU numbers come from `make bench`")
+                         "CPU numbers come from `make bench` (--device cpu only smoke-tests this script)")
     impls = [i for i in a.impls.split(",") if i]
     bad = sorted(set(impls) - set(IMPLS))
     if bad:
         raise SystemExit(f"--impls: unknown {bad}; choose from {list(IMPLS)}")
-    if (any(i.startswith("triton") for i in impls) or a.launch) and not TRITON_AVAILABLE:
-        raise SystemExit("--impls includes triton but the triton package is missing: pip install -e '.[triton]'")
     launches = launch_rows(a.launch)
+    fused = [i for i in impls if i.startswith("triton")] + list(launches)
+    if fused and dev.type == "cuda" and not TRITON_AVAILABLE:
+        raise SystemExit("--impls includes triton but the triton package is missing: pip install -e '.[triton]'")
+    why_not = None if dev.type == "cuda" else "unavailable: needs CUDA"
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[a.dtype]
-    card = torch.cuda.get_device_name()
+    card = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({platform.processor() or 'unknown'})"
     sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                          text=True).stdout.strip()
-    import triton  # noqa: PLC0415 (present: checked above when used)
+    triton_v = importlib.metadata.version("triton") if TRITON_AVAILABLE else "not installed"
+    clock = "CUDA-event" if dev.type == "cuda" else "wall-clock"
     lines = [f"# Fused Fastformer on {card}", "",
              f"{datetime.date.today()}, git {sha or '?'}, torch {torch.__version__} (CUDA {torch.version.cuda}), "
-             f"triton {triton.__version__}, autocast {a.dtype}, Fastformer variant={a.variant}, d={a.d_model}, "
-             f"h={a.heads}; CUDA-event median of {a.iters} calls after {a.warmup} warm-up calls.", ""]
-    if any(i.startswith("triton") for i in impls):
+             f"triton {triton_v}, autocast {a.dtype}, Fastformer variant={a.variant}, d={a.d_model}, "
+             f"h={a.heads}; {clock} median of {a.iters} calls after {a.warmup} warm-up calls.", ""]
+    a.out.mkdir(parents=True, exist_ok=True)
+    path = a.out / f"gpu_fastformer_{re.sub(r'[^a-z0-9]+', '_', card.lower()).strip('_')}.md"
+
+    def write(done: bool) -> None:  # atomic, after every row: a run stopped early keeps what it measured
+        tmp = path.with_suffix(".md.tmp")
+        tmp.write_text("\n".join(lines + ([] if done else ["", "(incomplete: the run was still going)"])) + "\n")
+        tmp.replace(path)
+
+    if fused and why_not is None:
         lines += [check_triton(a, amp), ""]
     for T in a.tokens:
         lines += [f"## Mixer forward + backward, {T:,} tokens per batch: M tokens/s (ms per call)", "",
@@ -219,41 +251,45 @@ def main(argv=None) -> Path:
                 if T // N < 1:
                     cells.append("–")
                     continue
-                m = (with_launch(mixer("triton", a), launches[impl]) if impl in launches else mixer(impl, a)).cuda()
-                status, sec = timed(mixer_step(m, T // N, N, a, amp), a.warmup, a.iters)
+                if impl in fused and why_not:
+                    cells.append(why_not)
+                    continue
+                m = (with_launch(mixer("triton", a), launches[impl]) if impl in launches else mixer(impl, a)).to(dev)
+                status, sec = timed(mixer_step(m, T // N, N, a, amp), a.warmup, a.iters, dev)
                 cells.append(f"{T // N * N / sec / 1e6:.1f} ({sec * 1e3:.2f})" if status == "ok" else status)
                 print(f"[mixer] {impl} T={T} N={N}: {cells[-1]}", flush=True)
                 del m
-                torch.cuda.empty_cache()
+                free(dev)
             lines.append(f"| {impl} | " + " | ".join(cells) + " |")
+            write(False)
         lines.append("")
     if not a.skip_e2e:
-        lines += ["## Classifier training step (batch 64, 2 layers, FFN 256, post-LN, Adam): ms per step", "",
-                  "| impl | " + " | ".join(f"N={N}" for N in a.e2e_lengths) + " |",
+        lines += [f"## Classifier training step (batch {a.e2e_batch}, 2 layers, FFN 256, post-LN, Adam): ms per step",
+                  "", "| impl | " + " | ".join(f"N={N}" for N in a.e2e_lengths) + " |",
                   "|---" * (len(a.e2e_lengths) + 1) + "|"]
         for impl in impls:
             cells = []
             for N in a.e2e_lengths:
-                status, sec = timed(e2e_step(impl, N, a, amp), a.warmup, a.iters)
+                if impl in fused and why_not:
+                    cells.append(why_not)
+                    continue
+                status, sec = timed(e2e_step(impl, N, a, amp), a.warmup, a.iters, dev)
                 cells.append(f"{sec * 1e3:.2f}" if status == "ok" else status)
                 print(f"[e2e] {impl} N={N}: {cells[-1]}", flush=True)
-                torch.cuda.empty_cache()
+                free(dev)
             lines.append(f"| {impl} | " + " | ".join(cells) + " |")
+            write(False)
         lines.append("")
-    if a.profile and "triton" in impls:
+    if a.profile and "triton" in impls and why_not is None:
         from torch.profiler import ProfilerActivity, profile  # noqa: PLC0415
-        step = mixer_step(mixer("triton", a).cuda(), 524288 // 4096, 4096, a, amp)
-        timed(step, a.warmup, 1)
+        step = mixer_step(mixer("triton", a).to(dev), 524288 // 4096, 4096, a, amp)
+        timed(step, a.warmup, 1, dev)
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             step()
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(dev)
         lines += ["## Profile: triton mixer fwd+bwd, N=4096, 524,288 tokens", "", "```",
                   prof.key_averages().table(sort_by="cuda_time_total", row_limit=20), "```", ""]
-    a.out.mkdir(parents=True, exist_ok=True)
-    path = a.out / f"gpu_fastformer_{re.sub(r'[^a-z0-9]+', '_', card.lower()).strip('_')}.md"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines))
-    tmp.replace(path)  # atomic: a killed run never leaves half a table
+    write(True)
     print(f"wrote {path}")
     return path
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import re
 import sys
 
 import pytest
@@ -207,14 +208,37 @@ def test_gpu_matches_eager(variant, dtype, tol, D, h, mark, fold):
     check(fused, exact, tol, norm=half, baseline=errors(eager, exact, norm=True) if half else None)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only message")
-def test_gpu_bench_script_fails_clearly_without_cuda():
+def _gpu_bench_module():
     spec = importlib.util.spec_from_file_location(
         "bench_fastformer_gpu", os.path.join(os.path.dirname(__file__), "..", "scripts", "bench_fastformer_gpu.py"))
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only message")
+def test_gpu_bench_script_fails_clearly_without_cuda():
     with pytest.raises(SystemExit, match="needs a CUDA GPU"):
-        bench.main([])
+        _gpu_bench_module().main([])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU smoke run")
+def test_gpu_bench_script_runs_end_to_end_on_cpu(tmp_path):
+    """`make bench-gpu`'s script at toy size with --device cpu, so that a GPU session (15 minutes of device time)
+    never meets a bug in it first: every table, every row, fused rows marked unavailable, the file written."""
+    path = _gpu_bench_module().main([
+        "--device", "cpu", "--dtype", "fp32", "--tokens", "64", "--lengths", "16,32", "--e2e-lengths", "16",
+        "--e2e-batch", "2", "--d-model", "32", "--heads", "4", "--warmup", "1", "--iters", "1",
+        "--impls", "sdpa,eager,triton,triton_fold", "--launch", "block_n=32,dot=tf32", "--out", str(tmp_path)])
+    text = path.read_text()
+    assert path.parent == tmp_path and path.name.startswith("gpu_fastformer_cpu") and "incomplete" not in text
+    rows = {ln.split("|")[1].strip(): ln for ln in text.splitlines() if ln.startswith("| ") and "impl" not in ln}
+    assert set(rows) == {"sdpa", "eager", "triton", "triton_fold", "triton[block_n=32,dot=tf32]"}
+    mixer_rows = [ln for ln in text.split("## Classifier")[0].splitlines() if ln.startswith("| sdpa")
+                  or ln.startswith("| eager")]
+    for ln in mixer_rows:  # "Mtok/s (ms)" cells, all measured
+        assert len(re.findall(r"\d+\.\d+ \(\d+\.\d+\)", ln)) == 2, ln
+    assert text.count("unavailable: needs CUDA") == 2 + 2 + 2 + 2  # 3 fused mixer rows x 2 N + 2 fused e2e rows
 
 
 _AOT = """
