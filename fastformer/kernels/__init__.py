@@ -26,6 +26,19 @@ def unsupported_options(m) -> list[str]:
     return bad
 
 
+def triton_errors() -> tuple[type[BaseException], ...]:
+    """Triton's compile / resource error classes present in the installed version (3.x moved them around)."""
+    import importlib
+    found = []
+    for mod, name in (("triton.compiler.errors", "TritonError"), ("triton.compiler.errors", "CompilationError"),
+                      ("triton.runtime.errors", "OutOfResources"), ("triton.runtime.errors", "PTXASError")):
+        try:
+            found.append(getattr(importlib.import_module(mod), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
 class _Auto:
     """``impl="auto"`` core of one mixer: the fused kernels on CUDA tensors, eager elsewhere. If the kernels cannot
     be built on this GPU (a Triton compile / resource error), it logs the error once and stays eager for this mixer
@@ -41,12 +54,10 @@ class _Auto:
     def __call__(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         if not (self.fused_ok and self.fused_device(x)):
             return self.m._forward(x, mask)
-        from triton.compiler.errors import TritonError
-
         from fastformer.kernels import fastformer_fn
         try:
             return fastformer_fn.fastformer_triton_forward(self.m, x, mask)
-        except TritonError as err:
+        except triton_errors() as err:
             self.fused_ok = False
             log.warning("fastformer impl='auto': the fused Triton kernels failed on %s (%s: %s); this mixer runs "
                         "eager from now on (impl='triton' makes this an error)", x.device,
