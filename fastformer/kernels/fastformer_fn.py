@@ -85,7 +85,7 @@ class FastformerAdditive(torch.autograd.Function):
         part_k = (torch.empty(B, S, H_pad, **f32), torch.empty(B, S, H_pad, **f32), torch.empty(B, S, D_pad, **f32))
         q_glob, k_glob = torch.empty(B, D_pad, **f32), torch.empty(B, D_pad, **f32)
         st_q, st_k = torch.empty(B, 2, H_pad, **f32), torch.empty(B, 2, H_pad, **f32)  # softmax max, sum
-        u = torch.empty_like(q)
+        u = q if glob_only else torch.empty_like(q)  # glob_only: never written (WRITE_U=False)
         dummy_b = w_q  # pointer never read when HAS_BIAS is False
         grid = (B, S)
         _pool_fwd[grid](q, w_q, b_q if b_q is not None else dummy_b, m8, *part_q, *part_q, q_glob, st_q,
