@@ -9,7 +9,9 @@ expand per-head values to columns, ``dot(y, onehot^T)`` sums columns into heads.
 Grid of every kernel: ``(B, S)``; program ``(b, s)`` owns rows ``[s * PER, min((s + 1) * PER, N))`` of batch row b in
 blocks of ``BLOCK_N``. The forward pooling kernels write per-program online-softmax partials ``(m, l, acc)``; the next
 kernel merges its batch row's S partials in its prologue (no separate combine launch). Forward = 3 launches
-(pool q; pool p = k * q_glob; u = k_glob * q), backward = 3 (dkg = sum dU * q; dk and dq_glob; dq).
+(pool q; pool p = k * q_glob; u = k_glob * q -- or, on the folded output path, a (B, 1) grid that only merges
+k_glob), backward = 3 (dkg = sum dU * q; dk and dq_glob; dq -- 2 on the folded path, which gets d k_glob from the GEMM).
+Dot operands are cast to ``DOT`` (fp32, bf16 or fp16; launch.py decides) with fp32 accumulation.
 """
 from __future__ import annotations
 
