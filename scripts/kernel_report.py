@@ -160,7 +160,7 @@ def main(argv=None) -> int:
         "Launch rules (fastformer/kernels/launch.py): D_PAD = next_pow2(D), H_PAD = max(16, next_pow2(h)), "
         "BLOCK_N = max(16, min(64, 4096 // D_PAD)), num_warps = 8 if D_PAD * BLOCK_N >= 4096 else 4, num_stages = 1; "
         "dot operands fp32 (ieee) for fp32 inputs, the input dtype (bf16/fp16, fp32 accumulation) otherwise, except "
-        "the backward kernel on sm_8x (fp32 ieee: no spills there); fp32 "
+        "the backward kernel on sm_8x up to D_PAD = 512 (fp32 ieee: no spills there); fp32 "
         f"weights (autocast). Flags: mask {args.mask}, bias {args.bias} (bias = the official variant). "
         "Specialisation: aligned pointers, N and PER multiples of 16, S > 1; fold mode's `NPART=1` is a constexpr. "
         "Launches: `pool q` / `pool p` (forward pooling of q and of p = k * q_glob), `u` / `k_glob` (gate kernel "

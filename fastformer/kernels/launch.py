@@ -9,8 +9,9 @@ no register spills and little shared memory (more programs per SM for these memo
 * ``num_stages=1``: no software-pipelined load buffers in shared memory (the loop body is a dependent chain anyway);
 * dots: fp32 ``ieee`` operands for fp32 inputs (the 1e-5 contract), otherwise operands in the input dtype
   (bf16/fp16, fp32 accumulation) -- the precision of eager autocast, half the registers and shared memory of fp32
-  operands, tensor cores. Exception: the backward kernel on sm_8x (A100 class) keeps fp32 ieee dots, because there
-  ptxas spills 3-7 KB per thread with 16-bit (or tf32) operands at d=256 and none with fp32 FMA dots.
+  operands, tensor cores. Exception: the backward kernel on sm_8x (A100 class) keeps fp32 ieee dots up to
+  D_PAD = 512, because there ptxas spills 3-7 KB per thread with 16-bit (or tf32) operands at d=256 and none with fp32
+  FMA dots (beyond 512 the fp32 tiles exceed sm_8x shared memory, so 16-bit operands it is).
 
 ``Launch`` overrides (``FastformerAdditive(..., launch=Launch(block_n=32))`` or ``scripts/bench_fastformer_gpu.py
 --launch``) exist so that a GPU session can time alternatives.
@@ -29,7 +30,7 @@ class Launch:
     num_warps: int | None = None
     num_stages: int | None = None
     dot: str | None = None  # "fp32" (ieee) | "input" (operands in the input dtype) | "tf32" (fp32 tiles, tf32 dots)
-    dot_bwd: str | None = None  # the same for the backward kernel; None: as ``dot``, but fp32 on sm_8x
+    dot_bwd: str | None = None  # the same for the backward kernel; None: as ``dot``, but fp32 on sm_8x (D <= 512)
 
     def resolve(self, D: int, H: int, dtype, arch: int = 90) -> "Launch":
         """fill every ``None`` field for hidden size ``D``, ``H`` heads, input ``dtype`` and GPU compute capability
@@ -40,7 +41,7 @@ class Launch:
             raise ValueError(f"fastformer kernels: block_n={bn} must be a power of two >= 16 (tl.dot needs M >= 16)")
         fp32 = dtype_name(dtype) == "fp32"
         dot = self.dot or ("fp32" if fp32 else "input")
-        dot_bwd = self.dot_bwd or ("fp32" if fp32 or arch < 90 else dot)
+        dot_bwd = self.dot_bwd or ("fp32" if fp32 or (arch < 90 and D_pad <= 512) else dot)
         for name, v in (("dot", dot), ("dot_bwd", dot_bwd)):
             if v not in ("fp32", "input", "tf32"):
                 raise ValueError(f"fastformer kernels: {name}={v!r} must be fp32, input or tf32")
