@@ -56,6 +56,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--launch", default="", help="extra fused rows with launch-rule overrides (fastformer/kernels/"
                    "launch.py), ';'-separated sets, e.g. 'block_n=32,dot=tf32,num_stages=3;num_warps=4'")
+    p.add_argument("--graph", action="store_true", help="add CUDA-graph rows (eager+graph, triton+graph): the mixer's "
+                   "forward and backward captured once and replayed, removing launch and Python overhead")
     p.add_argument("--skip-e2e", action="store_true")
     p.add_argument("--profile", action="store_true", help="append a torch.profiler table of one triton mixer call")
     p.add_argument("--out", type=Path, default=ROOT / "results")
@@ -91,6 +93,10 @@ def timed(step, warmup: int, iters: int, device: torch.device) -> tuple[str, flo
         status = f"error: {type(err).__name__}: {(str(err).splitlines() or [''])[0][:120]}"
     free(device)
     return status, float("nan")
+
+
+def _raise(err: BaseException) -> None:
+    raise err
 
 
 def free(device: torch.device) -> None:
@@ -152,6 +158,25 @@ def mixer_step(m: nn.Module, B: int, N: int, a: argparse.Namespace, amp: torch.d
         x.grad = None
         with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
             y = m(x)
+        y.backward(gy.to(y.dtype))
+    return step
+
+
+def graph_step(m: nn.Module, B: int, N: int, a: argparse.Namespace, amp: torch.dtype | None):
+    """``mixer_step`` with the mixer's forward and backward captured as CUDA graphs (make_graphed_callables; autocast
+    with its weight cache off, as graph capture requires)."""
+    x = torch.randn(B, N, a.d_model, device="cuda", requires_grad=True)
+    gy = torch.randn(B, N, a.d_model, device="cuda", dtype=amp or torch.float32)
+    ac = dict(device_type="cuda", dtype=amp or torch.float32, enabled=amp is not None, cache_enabled=False)
+    with torch.autocast(**ac):
+        g = torch.cuda.make_graphed_callables(m, (x,))
+
+    def step() -> None:
+        for p in m.parameters():
+            p.grad = None
+        x.grad = None
+        with torch.autocast(**ac):
+            y = g(x)
         y.backward(gy.to(y.dtype))
     return step
 
@@ -222,6 +247,7 @@ def main(argv=None) -> Path:
     if fused and dev.type == "cuda" and not TRITON_AVAILABLE:
         raise SystemExit("--impls includes triton but the triton package is missing: pip install -e '.[triton]'")
     why_not = None if dev.type == "cuda" else "unavailable: needs CUDA"
+    graphs = [f"{i}+graph" for i in ("eager", "triton") if a.graph and i in impls]
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[a.dtype]
     card = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({platform.processor() or 'unknown'})"
     sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
@@ -245,17 +271,23 @@ def main(argv=None) -> Path:
     for T in a.tokens:
         lines += [f"## Mixer forward + backward, {T:,} tokens per batch: M tokens/s (ms per call)", "",
                   "| impl | " + " | ".join(f"N={N}" for N in a.lengths) + " |", "|---" * (len(a.lengths) + 1) + "|"]
-        for impl in impls + list(launches):
+        for impl in impls + list(launches) + graphs:
             cells = []
             for N in a.lengths:
                 if T // N < 1:
                     cells.append("–")
                     continue
-                if impl in fused and why_not:
+                if (impl in fused or impl in graphs) and why_not:
                     cells.append(why_not)
                     continue
-                m = (with_launch(mixer("triton", a), launches[impl]) if impl in launches else mixer(impl, a)).to(dev)
-                status, sec = timed(mixer_step(m, T // N, N, a, amp), a.warmup, a.iters, dev)
+                base = impl.removesuffix("+graph")
+                m = (with_launch(mixer("triton", a), launches[impl]) if impl in launches else mixer(base, a)).to(dev)
+                make = graph_step if impl in graphs else mixer_step
+                try:
+                    step = make(m, T // N, N, a, amp)
+                except Exception as err:  # noqa: BLE001 -- e.g. a capture failure: recorded, never dropped
+                    step = functools.partial(_raise, err)
+                status, sec = timed(step, a.warmup, a.iters, dev)
                 cells.append(f"{T // N * N / sec / 1e6:.1f} ({sec * 1e3:.2f})" if status == "ok" else status)
                 print(f"[mixer] {impl} T={T} N={N}: {cells[-1]}", flush=True)
                 del m

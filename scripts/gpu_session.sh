@@ -2,7 +2,7 @@
 # One prepared GPU run for the fused Fastformer (issue 7), sized for a short device lease (~8 minutes):
 #   1. the GPU tests of the kernels against eager (pytest -m gpu),
 #   2. the GPU benchmark (scripts/bench_fastformer_gpu.py) with the fused rows first, torch.compile last, one
-#      alternative launch rule (the previous tf32 / BLOCK_N=32 / 3-stage rule) and a profile.
+#      alternative launch rule (the previous tf32 / BLOCK_N=32 / 3-stage rule), CUDA-graph rows and a profile.
 # Needs only python3 with torch, triton, numpy and pytest (no Hydra): run it in the repo root on the GPU machine
 #   bash scripts/gpu_session.sh            # writes into $OUT (the device tool's folder) or results/gpu_session/
 # Each step has its own time limit; the benchmark rewrites its table after every row, so a step cut short still
@@ -29,6 +29,6 @@ echo "pytest exit: $?" | tee -a "$OUT/pytest_gpu.log"
 echo "== bench_fastformer_gpu (limit ${BENCH_S}s)"
 timeout "$BENCH_S" $PY scripts/bench_fastformer_gpu.py --out "$OUT" --warmup 3 --iters 10 \
     --impls triton,triton_gate,triton_fold,sdpa,eager,compile \
-    --launch "dot=tf32,dot_bwd=tf32,block_n=32,num_stages=3" --profile 2>&1 | tee "$OUT/bench.log"
+    --launch "dot=tf32,dot_bwd=tf32,block_n=32,num_stages=3" --graph --profile 2>&1 | tee "$OUT/bench.log"
 echo "bench exit: $?" | tee -a "$OUT/bench.log"
 ls -l "$OUT"

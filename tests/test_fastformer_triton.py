@@ -235,16 +235,17 @@ def test_gpu_bench_script_runs_end_to_end_on_cpu(tmp_path):
     path = _gpu_bench_module().main([
         "--device", "cpu", "--dtype", "fp32", "--tokens", "64", "--lengths", "16,32", "--e2e-lengths", "16",
         "--e2e-batch", "2", "--d-model", "32", "--heads", "4", "--warmup", "1", "--iters", "1",
-        "--impls", "sdpa,eager,triton,triton_fold", "--launch", "block_n=32,dot=tf32", "--out", str(tmp_path)])
+        "--impls", "sdpa,eager,triton,triton_fold", "--launch", "block_n=32,dot=tf32", "--graph",
+        "--out", str(tmp_path)])
     text = path.read_text()
     assert path.parent == tmp_path and path.name.startswith("gpu_fastformer_cpu") and "incomplete" not in text
     rows = {ln.split("|")[1].strip(): ln for ln in text.splitlines() if ln.startswith("| ") and "impl" not in ln}
-    assert set(rows) == {"sdpa", "eager", "triton", "triton_fold", "triton[block_n=32,dot=tf32]"}
-    mixer_rows = [ln for ln in text.split("## Classifier")[0].splitlines() if ln.startswith("| sdpa")
-                  or ln.startswith("| eager")]
+    assert set(rows) == {"sdpa", "eager", "triton", "triton_fold", "triton[block_n=32,dot=tf32]", "eager+graph",
+                         "triton+graph"}
+    mixer_rows = [ln for ln in text.split("## Classifier")[0].splitlines() if ln.startswith(("| sdpa |", "| eager |"))]
     for ln in mixer_rows:  # "Mtok/s (ms)" cells, all measured
         assert len(re.findall(r"\d+\.\d+ \(\d+\.\d+\)", ln)) == 2, ln
-    assert text.count("unavailable: needs CUDA") == 2 + 2 + 2 + 2  # 3 fused mixer rows x 2 N + 2 fused e2e rows
+    assert text.count("unavailable: needs CUDA") == 5 * 2 + 2  # (3 fused + 2 graph) mixer rows x 2 N + 2 fused e2e
 
 
 _AOT = """
