@@ -171,7 +171,9 @@ def test_auto_is_the_default_and_runs_fused_on_a_fused_device(monkeypatch):
     monkeypatch.setattr(fastformer_fn, "fastformer_triton_forward", lambda *a, **k: calls.append(1) or real(*a, **k))
     x, mask = batch([30, 12], 30, 32)
     torch.testing.assert_close(m(x, mask), ref(x, mask), rtol=1e-5, atol=1e-6)
-    assert calls == [1] and m._core.fused_ok  # the fused path ran (no fallback to eager)
+    assert len(calls) == 2 and m._core.fused_ok  # the probe, then the call: the fused path ran (no fallback)
+    torch.testing.assert_close(m(x, mask), ref(x, mask), rtol=1e-5, atol=1e-6)
+    assert len(calls) == 3  # probed once per kind of call
 
 
 def test_auto_falls_back_to_eager_once_when_the_kernels_cannot_build(monkeypatch, caplog):
@@ -193,6 +195,31 @@ def test_auto_falls_back_to_eager_once_when_the_kernels_cannot_build(monkeypatch
             torch.testing.assert_close(m(x, mask), ref(x, mask), rtol=0, atol=0)
     assert calls == [1] and not m._core.fused_ok
     assert [r.message for r in caplog.records if "runs eager from now on" in r.message][0].count("OutOfResources")
+
+
+@interp
+def test_auto_finds_a_backward_kernel_that_cannot_run_before_training_does(monkeypatch):
+    """Forward kernels fine, a backward kernel out of resources (as fp32 at D=768 on sm_90): the first call's probe
+    runs the backward too, so auto falls back to eager there -- loss.backward() never meets the failure."""
+    from triton.runtime.errors import OutOfResources
+
+    from fastformer.kernels import _Auto
+    m, ref = make("official", 32, 2, impl="auto"), make("official", 32, 2)
+
+    def broken_backward(ctx, *grads):
+        raise OutOfResources(263168, 232448, "shared memory")
+    monkeypatch.setattr(_Auto, "fused_device", staticmethod(lambda x: True))
+    monkeypatch.setattr(fastformer_fn.FastformerAdditive, "backward", staticmethod(broken_backward))
+    x, mask = batch([30, 12], 30, 32)
+    with torch.no_grad():  # inference probes the forward only: fused
+        torch.testing.assert_close(m(x, mask), ref(x, mask), rtol=1e-5, atol=1e-6)
+    assert m._core.fused_ok
+    y = m(x, mask)  # grad on: the probe's backward fails -> eager from here on, and training works
+    assert not m._core.fused_ok
+    y.square().mean().backward()
+    ref(x, mask).square().mean().backward()
+    for (name, p), p_ref in zip(m.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p.grad, p_ref.grad, msg=name)
 
 
 @pytest.mark.parametrize("variant", ["paper", "official"])

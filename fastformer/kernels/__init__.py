@@ -42,21 +42,44 @@ def triton_errors() -> tuple[type[BaseException], ...]:
 class _Auto:
     """``impl="auto"`` core of one mixer: the fused kernels on CUDA tensors, eager elsewhere. If the kernels cannot
     be built on this GPU (a Triton compile / resource error), it logs the error once and stays eager for this mixer
-    -- a run never dies on a missing fused path, and the log says which path ran."""
+    -- a run never dies on a missing fused path, and the log says which path ran.
+
+    A kernel of the *backward* that cannot run would only fail inside ``loss.backward()``, too late to fall back; so
+    the first call of each kind (dtype, autocast, mask, output path, grad mode) first runs a tiny forward (+ backward
+    when grad is on) through the same kernels, which compiles and launches every one of them."""
+
+    PROBE_N = 32  # tokens of the probe sequence
 
     def __init__(self, m):
-        self.m, self.fused_ok = m, True
+        self.m, self.fused_ok, self.probed = m, True, set()
 
     @staticmethod
     def fused_device(x: torch.Tensor) -> bool:
         return x.is_cuda
 
+    def _probe(self, x: torch.Tensor, mask: torch.Tensor | None, fold: bool) -> None:
+        from fastformer.kernels import fastformer_fn
+        dev = x.device.type
+        key = (str(x.device), x.dtype, torch.is_autocast_enabled(dev) and torch.get_autocast_dtype(dev),
+               mask is None, fold, torch.is_grad_enabled())
+        if key in self.probed:
+            return
+        xp = torch.randn(1, self.PROBE_N, x.shape[2], device=x.device, dtype=x.dtype,
+                         requires_grad=torch.is_grad_enabled())
+        mp = None if mask is None else torch.ones(1, self.PROBE_N, device=x.device, dtype=mask.dtype)
+        out = fastformer_fn.fastformer_triton_forward(self.m, xp, mp, fold=fold)
+        if xp.requires_grad:  # only xp's gradient is asked for: the parameters' .grad stay untouched
+            torch.autograd.grad(out.float().sum(), xp)
+        self.probed.add(key)
+
     def __call__(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         if not (self.fused_ok and self.fused_device(x)):
             return self.m._forward(x, mask)
         from fastformer.kernels import fastformer_fn
+        fold = fastformer_fn.fold_rule(x.shape[1], x.shape[2])  # decided here so that the probe uses the same kernels
         try:
-            return fastformer_fn.fastformer_triton_forward(self.m, x, mask)
+            self._probe(x, mask, fold)
+            return fastformer_fn.fastformer_triton_forward(self.m, x, mask, fold=fold)
         except triton_errors() as err:
             self.fused_ok = False
             log.warning("fastformer impl='auto': the fused Triton kernels failed on %s (%s: %s); this mixer runs "

@@ -153,6 +153,11 @@ def block_diag_scores(w: torch.Tensor, n_heads: int) -> torch.Tensor:
     return (w[:, :, None] * eye[:, None, :]).reshape(-1, n_heads)  # (h, dh, h) -> (D, h)
 
 
+def fold_rule(N: int, D: int) -> bool:
+    """the output path for sequence length N and width D: fold (one batched GEMM) when N >= D (module docstring)."""
+    return N >= D
+
+
 def transform_matrix(m) -> tuple[torch.Tensor, torch.Tensor]:
     """The mixer's output transform as ``(W, b)`` with ``transform(u) = u @ W + b`` on the concatenated heads:
     official ``Linear(D, D)`` -> ``(weight.T, bias)``; the paper's per-head (or head-shared) ``(h|1, dh, dh)`` maps ->
@@ -187,7 +192,7 @@ def fastformer_triton_forward(m, x: torch.Tensor, mask: torch.Tensor | None, *, 
         wq, bq = block_diag_scores(m.w_q, m.n_heads), None
         wk, bk = block_diag_scores(m.w_k, m.n_heads), None
     if fold is None:
-        fold = N >= D
+        fold = fold_rule(N, D)
     if fold:  # out_b = q_b @ (I + diag(k_glob_b) W) + b: gate, transform and residual in one batched GEMM
         k_glob = FastformerAdditive.apply(q, k, wq, bq, wk, bk, mask, m.scale, True, launch, rows_per_program)
         w, b = transform_matrix(m)
