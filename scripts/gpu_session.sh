@@ -12,8 +12,8 @@ set -u -o pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-results/gpu_session}
 PY=${PY:-python3}
-TEST_S=${TEST_S:-150}
-BENCH_S=${BENCH_S:-330}
+TEST_S=${TEST_S:-200}
+BENCH_S=${BENCH_S:-300}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 TRITON_DEFAULT_FP_FUSION=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
