@@ -22,7 +22,6 @@ import re
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -30,6 +29,7 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from fastformer.bench.timing import failure_status, time_call  # noqa: E402
 from fastformer.kernels import TRITON_AVAILABLE  # noqa: E402
 from fastformer.mixers.fastformer import Fastformer  # noqa: E402
 from fastformer.mixers import build_mixer  # noqa: E402
@@ -67,30 +67,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def timed(step, warmup: int, iters: int, device: torch.device) -> tuple[str, float]:
-    """('ok', median seconds) of ``step()`` -- CUDA events on a GPU, perf_counter on CPU -- or ('OOM' |
-    'error: ...', nan)."""
+    """('ok', median seconds) of ``step()`` -- CUDA events on a GPU, perf_counter on CPU (fastformer.bench's
+    ``time_call``) -- or ('OOM' | 'error: ...', nan)."""
     try:
         for _ in range(warmup):
             step()
-        times = []
-        for _ in range(iters):
-            if device.type == "cuda":
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                torch.cuda.synchronize(device)
-                start.record()
-                step()
-                end.record()
-                end.synchronize()
-                times.append(start.elapsed_time(end) / 1e3)
-            else:
-                t0 = time.perf_counter()
-                step()
-                times.append(time.perf_counter() - t0)
-        return "ok", statistics.median(times)
-    except torch.OutOfMemoryError:
-        status = "OOM"
+        return "ok", statistics.median(time_call(step, device)[0] for _ in range(iters))
     except Exception as err:  # noqa: BLE001 -- recorded in the table, never dropped
-        status = f"error: {type(err).__name__}: {(str(err).splitlines() or [''])[0][:120]}"
+        status = failure_status(err)
     free(device)
     return status, float("nan")
 
