@@ -100,16 +100,11 @@ def force_output_path(model: nn.Module, impl: str) -> nn.Module:
 
 def launch_rows(spec: str) -> dict[str, dict]:
     """--launch 'block_n=32,dot=tf32;num_warps=4' -> {'triton[block_n=32,dot=tf32]': {...}, ...}"""
-    rows = {}
-    for group in (g.strip() for g in spec.split(";") if g.strip()):
-        kw = {}
-        for item in (i.strip() for i in group.split(",") if i.strip()):
-            k, _, v = item.partition("=")
-            if k not in ("block_n", "num_warps", "num_stages", "dot", "dot_bwd") or not v:
-                raise SystemExit(f"--launch: bad item {item!r}; expected block_n|num_warps|num_stages|dot|dot_bwd=v")
-            kw[k] = v if k.startswith("dot") else int(v)
-        rows[f"triton[{group}]"] = kw
-    return rows
+    from fastformer.kernels.launch import parse_overrides  # noqa: PLC0415
+    try:
+        return {f"triton[{group}]": kw for group, kw in parse_overrides(spec)}
+    except ValueError as e:
+        raise SystemExit(f"--launch: {e}") from None
 
 
 def with_launch(m: nn.Module, kw: dict) -> nn.Module:

@@ -23,6 +23,7 @@ os.environ["TRITON_INTERPRET"] = "0"  # before the kernels are imported: compile
 os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # triton's current default, stated to silence its warning
 
 from fastformer.kernels import aot  # noqa: E402
+from fastformer.kernels.launch import parse_overrides  # noqa: E402
 
 SHAPES = "256x16,256x8,128x2,768x12,512x4"  # dh 16 (paper Table 8), 32, 64, 64 (BERT-base width), 128
 
@@ -60,19 +61,10 @@ def _shapes(s: str) -> list[tuple[int, int]]:
 
 
 def _alts(s: str) -> list[dict]:
-    out = []
-    for group in (g for g in s.split(";") if g.strip()):
-        kw = {}
-        for item in _split(group):
-            k, _, v = item.partition("=")
-            k = k.strip()
-            if k not in ("block_n", "num_warps", "num_stages", "dot", "dot_bwd") or not v:
-                raise SystemExit(f"kernel_report: bad --alt item {item!r}; expected "
-                                 "block_n|num_warps|num_stages|dot|dot_bwd"
-                                 "=value")
-            kw[k] = v.strip() if k.startswith("dot") else int(v)
-        out.append(kw)
-    return out
+    try:
+        return [kw for _, kw in parse_overrides(s)]
+    except ValueError as e:
+        raise SystemExit(f"kernel_report --alt: {e}") from None
 
 
 def _yn(v: str) -> list[bool]:

@@ -347,3 +347,22 @@ def test_kernels_compile_for_gpu_targets_without_a_gpu():
         assert s["spill_stores"] <= bound and s["spill_loads"] <= bound, \
             f"{what}: spills {s['spill_stores']}/{s['spill_loads']} B per thread (bound {bound})"
         assert not s["ptx_local"], f"{what}: PTX declares .local memory"
+
+
+def test_launch_rules_and_overrides():
+    """launch.py: the rules the report and the runs share, per dtype and compute capability, and the override syntax."""
+    from fastformer.kernels.launch import Launch, parse_overrides
+    r = Launch().resolve(256, 16, torch.bfloat16, 90)
+    assert (r.block_n, r.num_warps, r.num_stages, r.dot, r.dot_bwd) == (16, 8, 1, "input", "input")
+    assert Launch().resolve(256, 16, torch.bfloat16, 80).dot_bwd == "fp32"  # sm_8x backward: fp32 dots...
+    assert Launch().resolve(768, 12, torch.bfloat16, 80).dot_bwd == "input"  # ...while they fit shared memory
+    r = Launch().resolve(128, 2, torch.float32, 90)
+    assert (r.block_n, r.num_warps, r.dot, r.dot_bwd) == (32, 8, "fp32", "fp32")
+    assert Launch(block_n=64, dot="tf32").resolve(64, 1, "fp16", 90).block_n == 64
+    for bad in (Launch(block_n=24), Launch(dot="fp8")):
+        with pytest.raises(ValueError, match="block_n|dot"):
+            bad.resolve(256, 16, torch.float32)
+    assert parse_overrides("block_n=32,dot=tf32; num_warps=4") == [
+        ("block_n=32,dot=tf32", {"block_n": 32, "dot": "tf32"}), ("num_warps=4", {"num_warps": 4})]
+    with pytest.raises(ValueError, match="launch override 'warps=4'"):
+        parse_overrides("warps=4")

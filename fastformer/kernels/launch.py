@@ -49,6 +49,23 @@ class Launch:
                        num_stages=self.num_stages or 1, dot=dot, dot_bwd=dot_bwd)
 
 
+def parse_overrides(spec: str) -> list[tuple[str, dict]]:
+    """``"block_n=32,dot=tf32;num_warps=4"`` -> ``[("block_n=32,dot=tf32", {"block_n": 32, "dot": "tf32"}),
+    ("num_warps=4", {"num_warps": 4})]``: sets of ``Launch`` overrides (scripts' ``--launch`` / ``--alt``)."""
+    ints, strs = ("block_n", "num_warps", "num_stages"), ("dot", "dot_bwd")
+    out = []
+    for group in (g.strip() for g in spec.split(";") if g.strip()):
+        kw: dict = {}
+        for item in (i.strip() for i in group.split(",") if i.strip()):
+            k, _, v = (t.strip() for t in item.partition("="))
+            if k not in ints + strs or not v or (k in ints and not v.isdigit()):
+                raise ValueError(f"launch override {item!r}: expected <name>=<value> with name in "
+                                 f"{', '.join(ints + strs)} (ints for the first three)")
+            kw[k] = int(v) if k in ints else v
+        out.append((group, kw))
+    return out
+
+
 def next_pow2(n: int) -> int:
     return 1 << max(0, (int(n) - 1).bit_length())
 
