@@ -119,8 +119,7 @@ def render_markdown(rows: Sequence[Row], header: Sequence[tuple[str, str]], *, c
     lines += ["Cells: median milliseconds per layer per batch (one mixer layer, projections included, no FFN); "
               "`OOM`, `timeout` (one call took longer than the budget), `skipped` (a shorter length already exceeded "
               "the budget), `unavailable` (cannot run on this device, e.g. the fused Triton kernels off CUDA), "
-              "`error` -- "
-              "details in efficiency.csv.", ""]
+              "`error` -- details in efficiency.csv.", ""]
     for mode in ("inference", "training"):
         t = _table(rows, mode, lambda r: _ms(r.seconds))
         if t:
