@@ -215,9 +215,10 @@ def _pool_bwd(x_ptr, dx_ptr, du_ptr, w_ptr, b_ptr, mask_ptr, gate_ptr, glob_ptr,
         a = tl.exp(sc - M[None, :]) / L[None, :]  # softmax weights (BN, H_PAD)
         da = tl.dot((y * dg[None, :]).to(DOT), oh_t, input_precision=PREC)  # <dg, y_n>_head
         ds = tl.where(real[:, None], a * (da - c[None, :]), 0.0)  # d scores (before scale); padding: constant
-        dy = tl.dot(a.to(DOT), oh_d, input_precision=PREC) * dg[None, :] \
-            + scale * tl.dot(ds.to(DOT), w_t, input_precision=PREC)  # (BN, D_PAD)
-        dw += scale * tl.dot(tl.trans(y).to(DOT), ds.to(DOT), input_precision=PREC)
+        ds_s = (ds * scale).to(DOT)  # d of the pre-scale scores
+        dy = tl.dot(ds_s, w_t, tl.dot(a.to(DOT), oh_d, input_precision=PREC) * dg[None, :],
+                    input_precision=PREC)  # (BN, D_PAD): accumulated into the first product's registers
+        dw = tl.dot(tl.trans(y).to(DOT), ds_s, dw, input_precision=PREC)  # in-place accumulator
         db += scale * tl.sum(ds, axis=0)
         if GATE:
             dgate += tl.sum(dy * x, axis=0)
