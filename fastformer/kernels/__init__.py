@@ -28,7 +28,6 @@ def unsupported_options(m) -> list[str]:
 
 def triton_errors() -> tuple[type[BaseException], ...]:
     """Triton's compile / resource error classes present in the installed version (3.x moved them around)."""
-    import importlib
     found = []
     for mod, name in (("triton.compiler.errors", "TritonError"), ("triton.compiler.errors", "CompilationError"),
                       ("triton.runtime.errors", "OutOfResources"), ("triton.runtime.errors", "PTXASError")):
