@@ -176,6 +176,24 @@ def test_splits_deterministic_cached_and_capped(fx, tmp_path):
     assert split_sizes(20, [40, 5, 5])[0] == [16, 2, 2]
 
 
+def test_split_derived_results_are_computed_once_per_dataset_and_length(fx, tmp_path):
+    """ClassificationData.cached_json: a split property (e.g. the reference scores every run of a sweep reports) is
+    computed by the first run only; another max_len (other truncation) is another entry."""
+    base = cfg(fx["root"], tmp_path, "mind_topics", "mind_topics", split_sizes=[30, 10, 10], max_len=8)
+    calls = []
+
+    def compute(ds):
+        calls.append(1)
+        return {"tokens": sum(len(ids) for ids, _ in ds.train)}
+    first = load_classification(base)
+    value = first.cached_json("probe-v1", lambda: compute(first))
+    again = load_classification(base)
+    assert again.cached_json("probe-v1", lambda: compute(again)) == value and len(calls) == 1
+    longer = load_classification({**base, "max_len": 64})
+    assert longer.cached_json("probe-v1", lambda: compute(longer))["tokens"] > value["tokens"] and len(calls) == 2
+    assert len(list((tmp_path / "derived").glob("*.json"))) == 2
+
+
 def test_read_only_root_caches_elsewhere(fx, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.setattr(download, "writable_dir", lambda p: False if Path(p).name == ".cache" else True)

@@ -155,6 +155,20 @@ class ClassificationData:
         return saved["table"]
 
 
+    def cached_json(self, name: str, compute) -> dict:
+        """``compute()`` (a JSON-able dict derived from these splits, e.g. non-neural reference scores) once per
+        encoded dataset and ``max_len``: cached under ``cache_dir/derived`` and read back by every later run."""
+        path = self.cache_dir / "derived" / f"{Path(self.info['cache']).stem}-len{self.options.max_len}-{name}.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        out = compute()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(out))
+        tmp.replace(path)  # atomic: parallel runs of a sweep may compute it at the same time
+        return out
+
+
 def _hash(obj: Any) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
