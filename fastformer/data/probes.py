@@ -4,7 +4,10 @@ Every item is ``(ids: (L,) int64, target, mask: (L,) bool)`` with token 0 = padd
 ``target`` is an int (``level="sequence"``: one label per sequence) or an ``(L,)`` int64 array (``level="token"``:
 per-position labels, ``IGNORE = -100`` where nothing is asked). Item ``idx`` of split ``split`` is drawn from
 ``numpy.random.default_rng([seed, split_code, idx])``: deterministic, independent of the dataset size (a larger set
-extends a smaller one) and of the other splits, and valid at any ``seq_len``.
+extends a smaller one) and of the other splits, and valid at any ``seq_len``. MQAR is generated vectorised, in blocks of
+``BLOCK`` items drawn from ``default_rng([seed, split_code, BLOCK_TAG, block])`` (item ``idx`` is row ``idx % BLOCK``
+of block ``idx // BLOCK``): the same properties, ~100x faster, so recall probes can train on fresh sequences every
+epoch (``ProbeDataset(start=...)``; configs/data/probe_mqar.yaml ``fresh_per_epoch``).
 
 Probes (``PROBES``):
 
@@ -65,6 +68,29 @@ def mqar(rng: np.random.Generator, seq_len: int, *, n_pairs: int = 8, vocab: int
     ids[pos] = keys[which]
     target = np.full(seq_len, IGNORE, dtype=np.int64)
     target[pos] = values[which]
+    return ids, target
+
+
+def mqar_block(rng: np.random.Generator, n: int, seq_len: int, *, n_pairs: int = 8, vocab: int = 256,
+               n_queries: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` MQAR items at once -> ``ids (n, L)``, ``target (n, L)``; the same distribution as ``mqar``."""
+    n_keys = (vocab - 2) // 2
+    n_q = n_pairs if n_queries is None else n_queries
+    mqar(np.random.default_rng(0), seq_len, n_pairs=n_pairs, vocab=vocab, n_queries=n_queries)  # validates arguments
+
+    def pick(n_from: int, k: int) -> np.ndarray:  # (n, k): k distinct draws from range(n_from) per row
+        return np.argsort(rng.random((n, n_from)), axis=1)[:, :k]
+
+    keys = 2 + pick(n_keys, n_pairs)  # (n, P)
+    values = 2 + n_keys + pick(vocab - 2 - n_keys, n_pairs)  # (n, P)
+    ids = np.full((n, seq_len), BLANK, dtype=np.int64)
+    ids[:, 0:2 * n_pairs:2], ids[:, 1:2 * n_pairs:2] = keys, values
+    which = pick(n_pairs, n_q)  # (n, Q): which pairs are queried
+    pos = 2 * n_pairs + np.sort(pick(seq_len - 2 * n_pairs, n_q), axis=1)  # (n, Q): query positions
+    rows = np.arange(n)[:, None]
+    ids[rows, pos] = keys[rows, which]
+    target = np.full((n, seq_len), IGNORE, dtype=np.int64)
+    target[rows, pos] = values[rows, which]
     return ids, target
 
 
@@ -140,6 +166,9 @@ class Probe:
     info: Callable[..., ProbeInfo]
 
 
+BLOCK, BLOCK_TAG = 1024, 7919  # items per vectorised block; a constant that keeps block seeds apart from item seeds
+BLOCK_FNS: dict[str, Callable] = {"mqar": mqar_block}  # probes generated in blocks (see the module docstring)
+
 PROBES: dict[str, Probe] = {
     "mqar": Probe(mqar, lambda vocab=256, **_: ProbeInfo(vocab, vocab, "token")),
     "dup": Probe(dup, lambda vocab=1024, **_: ProbeInfo(vocab, 2, "sequence")),
@@ -160,21 +189,45 @@ def make_item(kind: str, seq_len: int, *, seed: int, split: str, idx: int, **par
         raise KeyError(f"unknown probe {kind!r}; valid probes: {sorted(PROBES)}")
     if split not in SPLITS:
         raise KeyError(f"unknown split {split!r}; valid splits: {list(SPLITS)}")
-    rng = np.random.default_rng([seed, SPLITS[split], idx])
-    ids, target = PROBES[kind].fn(rng, seq_len, **params)
+    if kind in BLOCK_FNS:
+        ids, target = _block(kind, seq_len, seed, split, idx // BLOCK, params)
+        ids, target = ids[idx % BLOCK], target[idx % BLOCK]
+    else:
+        rng = np.random.default_rng([seed, SPLITS[split], idx])
+        ids, target = PROBES[kind].fn(rng, seq_len, **params)
     return ids, target, ids != PAD
 
 
-class ProbeDataset(Dataset):
-    """``n_samples`` items of probe ``kind`` generated up front; items are dicts ``{ids, mask, target}`` of tensors."""
+def _block(kind: str, seq_len: int, seed: int, split: str, block: int, params: dict) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng([seed, SPLITS[split], BLOCK_TAG, block])
+    return BLOCK_FNS[kind](rng, BLOCK, seq_len, **params)
 
-    def __init__(self, kind: str, *, seq_len: int, n_samples: int, seed: int, split: str, **params):
+
+class ProbeDataset(Dataset):
+    """Items ``start .. start + n_samples - 1`` of probe ``kind``, generated up front; items are dicts
+    ``{ids, mask, target}`` of tensors. ``start`` lets a run draw fresh training sequences every epoch."""
+
+    def __init__(self, kind: str, *, seq_len: int, n_samples: int, seed: int, split: str, start: int = 0, **params):
         self.kind, self.seq_len, self.params = kind, seq_len, params
         self.info = probe_info(kind, **params)
-        items = [make_item(kind, seq_len, seed=seed, split=split, idx=i, **params) for i in range(n_samples)]
-        self.ids = torch.from_numpy(np.stack([it[0] for it in items]))  # (n, L)
-        self.target = torch.as_tensor(np.stack([np.asarray(it[1]) for it in items]), dtype=torch.long)  # (n,) | (n, L)
-        self.mask = torch.from_numpy(np.stack([it[2] for it in items]))  # (n, L) bool
+        if kind not in PROBES:
+            raise KeyError(f"unknown probe {kind!r}; valid probes: {sorted(PROBES)}")
+        if split not in SPLITS:
+            raise KeyError(f"unknown split {split!r}; valid splits: {list(SPLITS)}")
+        if kind in BLOCK_FNS:
+            end = start + n_samples
+            blocks = [_block(kind, seq_len, seed, split, b, params) for b in range(start // BLOCK, -(-end // BLOCK))]
+            lo = start - (start // BLOCK) * BLOCK
+            ids = np.concatenate([b[0] for b in blocks])[lo:lo + n_samples] if blocks else np.zeros((0, seq_len), np.int64)
+            target = np.concatenate([b[1] for b in blocks])[lo:lo + n_samples] if blocks else ids.copy()
+        else:
+            items = [make_item(kind, seq_len, seed=seed, split=split, idx=start + i, **params)
+                     for i in range(n_samples)]
+            ids = np.stack([it[0] for it in items])
+            target = np.stack([np.asarray(it[1]) for it in items])
+        self.ids = torch.from_numpy(ids)  # (n, L)
+        self.target = torch.as_tensor(target, dtype=torch.long)  # (n,) | (n, L)
+        self.mask = self.ids != PAD  # (n, L) bool
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -1,4 +1,4 @@
-"""One encoder for every mixer: ``[pos-emb] -> [input norm] -> n_layers x (mixer + FFN blocks)``.
+"""One encoder for every mixer: ``[pos-emb] -> [token shift] -> [input norm] -> n_layers x (mixer + FFN blocks)``.
 
 Block (``norm_position="post"``, the BERT/official layout)::
 
@@ -8,6 +8,13 @@ Block (``norm_position="post"``, the BERT/official layout)::
 ``norm_position="pre"`` uses ``x + Dropout(Mixer(Norm(x)))``. Layer-wise parameter sharing: with ``share_layers=True``
 (or a mixer that sets ``share_across_layers``, Fastformer's ``sharing="qv+layer"``) one mixer instance is handed to
 every layer; FFNs and norms stay per layer.
+
+Token shift (``token_shift=True``, off by default; the recall probes turn it on): ``x_i <- x_i + W x_{i-1}`` once at the
+input (``x_0`` gets zeros), one learned ``D x D`` map, the same for every mixer. It hands each token its left
+neighbour's content, as the short convolutions of H3/Based do, so a probe can ask for a one-hop lookup between tokens
+without each mixer first having to learn a previous-token circuit from absolute positions (a bidirectional softmax
+encoder does not learn that on MQAR at CPU budgets: configs/data/probe_mqar.yaml). It mixes only adjacent tokens and
+adds no token-to-token interaction beyond that, so a mixer that pools still cannot look one token up by another.
 """
 from __future__ import annotations
 
@@ -75,7 +82,7 @@ class Encoder(nn.Module):
                  mixer_kwargs: Mapping[str, Any] | None = None, use_ffn: bool = True, d_ff: int = 256,
                  dropout: float = 0.2, residual: bool = True, norm: str = "layer", norm_position: str = "post",
                  norm_eps: float = 1e-12, pos_emb: str = "learned", max_len: int = 512, input_norm: bool = True,
-                 final_norm: bool = False, share_layers: bool = False):
+                 final_norm: bool = False, share_layers: bool = False, token_shift: bool = False):
         super().__init__()
         if pos_emb not in ("learned", "none"):
             raise ValueError(f"encoder pos_emb={pos_emb!r} is not one of ['learned', 'none']")
@@ -88,6 +95,7 @@ class Encoder(nn.Module):
                             for _ in range(n_layers - 1)]
         self.max_len = max_len
         self.pos = nn.Embedding(max_len, d_model) if pos_emb == "learned" else None
+        self.shift = nn.Linear(d_model, d_model) if token_shift else None
         self.in_norm = nn.LayerNorm(d_model, eps=norm_eps) if input_norm else nn.Identity()
         self.in_drop = nn.Dropout(dropout)
         self.layers = nn.ModuleList(Block(m, d_model, use_ffn=use_ffn, d_ff=d_ff, dropout=dropout, residual=residual,
@@ -104,6 +112,10 @@ class Encoder(nn.Module):
                              "raise model.encoder.max_len or truncate the input")
         if self.pos is not None:
             x = x + self.pos(torch.arange(N, device=x.device))  # (B, N, D)
+        if self.shift is not None:  # x_i += W x_{i-1}, with padded positions zeroed so no padding reaches a real token
+            src = x if mask is None else x * mask[..., None].to(x.dtype)
+            prev = torch.nn.functional.pad(src, (0, 0, 1, 0))[:, :-1]  # (B, N, D): x_{i-1}, zeros at i = 0
+            x = x + self.shift(prev)
         x = self.in_drop(self.in_norm(x))
         for layer in self.layers:
             x = layer(x, mask)

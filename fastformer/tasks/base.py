@@ -10,6 +10,8 @@ Subclasses implement::
     evaluate(model, loader) -> dict[str, float]   # called by the Trainer under torch.no_grad() with model.eval()
     data_info() -> dict              # what data was actually used, e.g. {"data_used": "aclImdb 8-class ..."}
     reference_metrics() -> dict      # optional: non-neural references on the same split (metrics.json "baselines")
+    train_dataset(epoch) -> Dataset  # optional: the training set of an epoch (default: train_loader.dataset every
+                                     # epoch; the recall probes draw fresh sequences per epoch)
 
 Batches are (nested) dicts / lists of tensors; the Trainer moves them to the device. The Trainer rebuilds the training
 DataLoader from ``train_loader.dataset`` / ``.batch_size`` / ``.collate_fn`` with its own seeded (and, under DDP,
@@ -50,6 +52,9 @@ class Task:
 
     def data_info(self) -> dict:
         return {}
+
+    def train_dataset(self, epoch: int):
+        return self.train_loader.dataset
 
     def reference_metrics(self) -> dict[str, float]:
         return {}

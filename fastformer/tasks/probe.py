@@ -60,6 +60,7 @@ class ProbeTask(Task):
         self.params = OmegaConf.to_container(d.params, resolve=True) if d.get("params") else {}
         self.info = probe_info(self.kind, **self.params)
         sizes = {"train": int(d.n_train), "val": int(d.n_eval), "test": int(d.n_eval)}
+        self.fresh = bool(d.get("fresh_per_epoch", False))
         ds = {s: ProbeDataset(self.kind, seq_len=self.seq_len, n_samples=n, seed=int(d.data_seed), split=s,
                               **self.params) for s, n in sizes.items()}
         tc = self.cfg.task
@@ -67,6 +68,15 @@ class ProbeTask(Task):
         self.val_loader, self.test_loader = (DataLoader(ds[s], batch_size=int(tc.eval_batch_size), shuffle=False)
                                              for s in ("val", "test"))
         log.info("probe %s: seq_len=%d params=%s sizes=%s", self.kind, self.seq_len, self.params, sizes)
+
+    def train_dataset(self, epoch: int):
+        """``fresh_per_epoch``: epoch ``e`` trains on items ``e * n_train .. (e + 1) * n_train - 1`` of the generator
+        (never the same sequence twice: the models cannot memorise a fixed set); otherwise the same set every epoch."""
+        if not self.fresh or epoch == 0:
+            return self.train_loader.dataset
+        d = self.cfg.data
+        return ProbeDataset(self.kind, seq_len=self.seq_len, n_samples=int(d.n_train), seed=int(d.data_seed),
+                            split="train", start=epoch * int(d.n_train), **self.params)
 
     def build_model(self) -> nn.Module:
         m = self.cfg.model
@@ -95,4 +105,5 @@ class ProbeTask(Task):
         return {"data_used": f"synthetic probe {self.kind} (fastformer/data/probes.py)", "probe": self.kind,
                 "seq_len": self.seq_len, "params": self.params, "level": self.info.level,
                 "vocab_size": self.info.vocab_size, "n_classes": self.info.n_classes,
-                "data_seed": int(self.cfg.data.data_seed)}
+                "data_seed": int(self.cfg.data.data_seed), "fresh_per_epoch": self.fresh,
+                "n_train": int(self.cfg.data.n_train)}

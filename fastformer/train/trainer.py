@@ -86,13 +86,14 @@ class Trainer:
 
     def _train_loader(self, epoch: int) -> DataLoader:
         tl = self.task.train_loader
+        dataset = self.task.train_dataset(epoch)  # the same set every epoch, or fresh data (probes)
         if self.ddp:
-            sampler = DistributedSampler(tl.dataset, shuffle=True, seed=int(self.cfg.seed))
+            sampler = DistributedSampler(dataset, shuffle=True, seed=int(self.cfg.seed))
             sampler.set_epoch(epoch)
         else:
             g = torch.Generator().manual_seed(int(self.cfg.seed) * 1000 + epoch)
-            sampler = RandomSampler(tl.dataset, generator=g)
-        return DataLoader(tl.dataset, batch_size=tl.batch_size, sampler=sampler, collate_fn=tl.collate_fn,
+            sampler = RandomSampler(dataset, generator=g)
+        return DataLoader(dataset, batch_size=tl.batch_size, sampler=sampler, collate_fn=tl.collate_fn,
                           num_workers=tl.num_workers, pin_memory=self.device.type == "cuda", drop_last=False)
 
     def _evaluate(self, model, loader) -> dict[str, float]:
