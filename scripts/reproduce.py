@@ -5,9 +5,15 @@
 Sweeps write to logs/multiruns/<preset>/<experiment>/seed<k>/ and skip finished runs, so re-running resumes. A failed
 job does not stop the others: it is written to its failed.json, shown as "failed" in the table and listed at the end
 (exit code 1).
+
+Before any run is launched, every stage's datasets are checked (scripts/data.py, fetching what is missing when
+online). Missing data gives one message per dataset (URL and the exact path to place it at); with
+``on_missing_data=stop`` (default) nothing is launched and no table is rebuilt, with ``skip`` only the stages whose
+data is there run. A table is never replaced by one with fewer finished cells unless ``force_tables=true``.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -21,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from fastformer.data.catalog import stage_datasets  # noqa: E402
 from fastformer.results.common import load_runs  # noqa: E402
 
 # stage -> tables it feeds (scripts/make_tables.py names)
@@ -40,6 +47,29 @@ def run_stage(stage: str, cfg: DictConfig) -> int:
     return rc
 
 
+def missing_data(stages: list[str], cfg: DictConfig) -> dict[str, list[str]]:
+    """stage -> one-line messages of its missing datasets (scripts/data.py; fetches when online and allowed)."""
+    need = {s: stage_datasets(s) for s in stages}
+    names = list(dict.fromkeys(d for ds in need.values() for d in ds))
+    if not names:
+        return {}
+    data_overrides = [o for o in cfg.overrides if str(o).lstrip("+").startswith(("data.", "data="))]
+    cmd = [sys.executable, str(ROOT / "scripts" / "data.py"), "--datasets", ",".join(names), "--preset", cfg.preset,
+           "--no-rows", "--json", *(a for o in data_overrides for a in ("--override", str(o)))]
+    print(f"[reproduce] checking data for {names} under {os.environ.get('DATA_ROOT', ROOT / 'data')}", flush=True)
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    statuses = {}
+    for line in r.stdout.splitlines():
+        if line.startswith("{"):
+            st = json.loads(line)
+            statuses[st["dataset"]] = st
+    if set(statuses) != set(names):  # the checker itself failed: report it as every stage's problem
+        why = (r.stderr.strip().splitlines() or ["no output"])[-1]
+        return {s: [f"data check failed ({why})"] for s, ds in need.items() if ds}
+    return {s: [f"{d}: {statuses[d]['message']}" for d in ds if not statuses[d]["present"]] for s, ds in need.items()
+            if any(not statuses[d]["present"] for d in ds)}
+
+
 @hydra.main(version_base="1.3", config_path="../configs/reproduce", config_name="reproduce")
 def main(cfg: DictConfig) -> None:
     unknown = [s for s in cfg.stages if s not in STAGE_TABLES]
@@ -47,16 +77,33 @@ def main(cfg: DictConfig) -> None:
         raise SystemExit(f"unknown stage(s) {unknown}; known: {list(STAGE_TABLES)} (configs/reproduce/reproduce.yaml)")
     if cfg.preset not in cfg.seeds:
         raise SystemExit(f"preset={cfg.preset!r} has no seeds in configs/reproduce/reproduce.yaml; known: {list(cfg.seeds)}")
+    if cfg.on_missing_data not in ("stop", "skip"):
+        raise SystemExit(f"on_missing_data={cfg.on_missing_data!r} is not one of ['stop', 'skip']")
     t0 = time.perf_counter()
-    codes = {} if cfg.tables_only else {s: run_stage(s, cfg) for s in cfg.stages}
-    tables = list(dict.fromkeys(t for s in cfg.stages for t in STAGE_TABLES[s]))
-    subprocess.check_call([sys.executable, str(ROOT / "scripts" / "make_tables.py"), "--preset", cfg.preset,
-                           "--runs", cfg.runs_root, "--out", cfg.results_dir, "--tables", ",".join(tables)], cwd=ROOT)
+    stages = list(cfg.stages)
+    missing = {} if cfg.tables_only or not cfg.check_data else missing_data(stages, cfg)
+    if missing:
+        print(f"[reproduce] data missing for stage(s) {', '.join(missing)}, which are not launched:", flush=True)
+        for m in dict.fromkeys(m for msgs in missing.values() for m in msgs):
+            print(f"[reproduce]   MISSING {m}", flush=True)
+    if missing and cfg.on_missing_data == "stop":
+        print(f"[reproduce] nothing launched and no table rebuilt ({time.perf_counter() - t0:.0f} s); place the files "
+              "above (or `make data` when online), point DATA_ROOT at them, or run the other stages with "
+              "REPRO_ARGS='on_missing_data=skip'", flush=True)
+        sys.exit(2)
+    stages = [s for s in stages if s not in missing]
+    codes = {} if cfg.tables_only else {s: run_stage(s, cfg) for s in stages}
+    tables = list(dict.fromkeys(t for s in stages for t in STAGE_TABLES[s]))
+    rc_tables = 0
+    if tables:
+        rc_tables = subprocess.call([sys.executable, str(ROOT / "scripts" / "make_tables.py"), "--preset", cfg.preset,
+                                     "--runs", cfg.runs_root, "--out", cfg.results_dir, "--tables", ",".join(tables),
+                                     *(["--force"] if cfg.force_tables else [])], cwd=ROOT)
     failed = [r for r in load_runs(cfg.runs_root) if r.status == "failed"]
     for r in failed:
         print(f"[reproduce] FAILED {r.get('experiment')} seed {r.get('seed')}: {r.get('error')} ({r.path})")
     print(f"[reproduce] done in {time.perf_counter() - t0:.0f} s; tables in {cfg.results_dir}")
-    if failed or any(codes.values()):
+    if failed or any(codes.values()) or rc_tables or missing:
         sys.exit(1)
 
 

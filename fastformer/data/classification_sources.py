@@ -50,7 +50,8 @@ def resolve_sources(o: DataOptions) -> list[Path]:
     if o.loader == "amazon":
         path = under(root, o.path) if o.path else _first_existing(root, [
             "amazon/reviews_Electronics_5.json.gz", "amazon/reviews_Electronics_5.json",
-            "amazon/amazon_reviews_5core_sample.jsonl.gz", "amazon"])
+            "amazon/amazon_reviews_5core_sample.jsonl.gz"]) or (
+            root / "amazon" if any(p.name.endswith(_JSON_EXT) for p in (root / "amazon").glob("*")) else None)
         if path is None or not path.exists():
             path = path or root / "amazon/reviews_Electronics_5.json.gz"
             path = ensure_file(path, url=AMAZON_URL if path.name == AMAZON_URL.rsplit("/", 1)[1] else None,
@@ -73,7 +74,7 @@ def resolve_sources(o: DataOptions) -> list[Path]:
                 return readers.mind_news_sources(path)
         else:  # <root>/mind/ (any layout inside), else <root>/MIND{small,large}_* folders/zips as newsrec reads them
             path = root / "mind"
-            if path.exists():
+            if path.exists() and any(p.name == "news.tsv" or p.suffix == ".zip" for p in path.rglob("*")):
                 return readers.mind_news_sources(path)
             top = sorted(p for v in ("small", "large") for p in root.glob(f"MIND{v}_*")
                          if p.is_dir() or p.suffix == ".zip")

@@ -63,6 +63,7 @@ def download(url: str, dest: Path, *, md5: str | None = None, sha256: str | None
     """Stream ``url`` to ``dest`` with a progress bar, verify it, and return ``dest``."""
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
+    created = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]  # removed again on failure
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         req = urllib.request.Request(url, headers={"User-Agent": "fastformer-repro"})
@@ -76,6 +77,11 @@ def download(url: str, dest: Path, *, md5: str | None = None, sha256: str | None
     except (OSError, ValueError) as err:  # URLError/HTTPError/timeouts are OSErrors
         if part.parent.exists():
             part.unlink(missing_ok=True)
+        for d in created:  # innermost first: leave no empty folder that a later search would take for data
+            try:
+                d.rmdir()
+            except OSError:
+                break
         reason = f"{type(err).__name__}: {err}".replace("\n", " ")
         raise DataUnavailableError(f"could not download {url} ({reason}); {manual_hint(url, dest)}") from err
     os.replace(part, dest)

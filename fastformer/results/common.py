@@ -2,6 +2,11 @@
 
 A run dir holds ``metrics.json`` (finished) or ``failed.json`` (the job raised; written by scripts/train.py). Missing
 cells are shown as "—" and failed ones as "failed", never as 0.
+
+No builder replaces a table that has finished cells with one that has fewer (a missing data root or a crashed sweep
+must never wipe what results/ shows): :func:`write_outputs` counts the finished cells of the csv it would replace and
+of the new one, and raises :class:`TableRegressionError` (writing nothing) when the new one has fewer, unless
+``FORCE`` is set (``scripts/make_tables.py --force``, or ``FASTFORMER_FORCE_TABLES=1``).
 """
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import csv
 import io
 import json
 import math
+import os
 import statistics
 from dataclasses import dataclass, field
 from datetime import date
@@ -18,6 +24,11 @@ from typing import Any, Callable, Iterable, Sequence
 from fastformer.utils import atomic_write_text, git_sha
 
 MISSING, FAILED = "—", "failed"
+FORCE = False  # True: write_outputs replaces a table even when the new one has fewer finished cells
+
+
+class TableRegressionError(RuntimeError):
+    """The new table has fewer finished cells than the one it would replace (nothing was written)."""
 
 
 @dataclass
@@ -113,9 +124,52 @@ def provenance(runs: Sequence[Run]) -> str:
             f"{uniq('git_sha')}; table generated {date.today().isoformat()} at {git_sha()}")
 
 
+def _is_number(v: Any) -> bool:
+    if v is None or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def count_finished(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+    """Finished cells of a table's csv: rows with a finite value in some ``*_mean`` column (else ``status == ok``)."""
+    header = list(header)
+    means = [i for i, h in enumerate(header) if str(h).endswith("_mean")]
+    status = header.index("status") if "status" in header else None
+    n = 0
+    for row in rows:
+        row = list(row)
+        if means:
+            n += any(i < len(row) and _is_number(row[i]) for i in means)
+        elif status is not None:
+            n += status < len(row) and str(row[status]) == "ok"
+    return n
+
+
+def count_finished_csv(path: str | Path) -> int:
+    """:func:`count_finished` of an existing csv (0 when absent or unreadable)."""
+    try:
+        with open(path, newline="") as f:
+            table = list(csv.reader(f))
+    except OSError:
+        return 0
+    return count_finished(table[0], table[1:]) if table else 0
+
+
+def force_enabled() -> bool:
+    return FORCE or os.environ.get("FASTFORMER_FORCE_TABLES", "") not in ("", "0", "false")
+
+
 def write_outputs(stem: str | Path, markdown: str, csv_header: Sequence[str], csv_rows: Sequence[Sequence[Any]]) -> None:
-    """Write ``<stem>.md`` and ``<stem>.csv`` atomically."""
+    """Write ``<stem>.md`` and ``<stem>.csv`` atomically; refuse (TableRegressionError) to lose finished cells."""
     stem = Path(stem)
+    old, new = count_finished_csv(stem.with_suffix(".csv")), count_finished(csv_header, csv_rows)
+    if new < old and not force_enabled():
+        raise TableRegressionError(
+            f"kept {stem.with_suffix('.md')}: it has {old} finished cell(s) and the rebuilt table only {new} (missing "
+            f"data or runs?); nothing written. Rebuild with `scripts/make_tables.py --force` to replace it anyway")
     atomic_write_text(stem.with_suffix(".md"), markdown.rstrip() + "\n")
     buf = io.StringIO()
     w = csv.writer(buf)
