@@ -78,3 +78,72 @@ def device_name(device: torch.device | str) -> str:
 def count_params(model: torch.nn.Module) -> int:
     """Number of distinct trainable parameters (shared modules counted once)."""
     return sum(p.numel() for p in {id(p): p for p in model.parameters() if p.requires_grad}.values())
+
+
+def _progress_mode(file) -> str:
+    """``tty`` (a live tqdm bar), ``log`` (plain lines at a few milestones) or ``off``; FASTFORMER_PROGRESS forces it."""
+    mode = os.environ.get("FASTFORMER_PROGRESS", "auto").lower()
+    if mode in ("tty", "log", "off"):
+        return mode
+    try:
+        return "tty" if file.isatty() else "log"
+    except (AttributeError, ValueError):  # closed or file-like without isatty
+        return "log"
+
+
+def progress(iterable=None, *, total: int | float | None = None, desc: str | None = None, disable: bool = False,
+             step_pct: float = 10.0, interval_s: float = 60.0, file=None, **kwargs):
+    """The project's one progress bar: tqdm on a terminal; off a terminal one plain line per ``step_pct`` % done.
+
+    Off a terminal (stderr redirected to train.log, CI logs) tqdm would write every carriage-return frame; instead a
+    line such as ``epoch 1/3:  30%|###       | 3/10 [00:01<00:02, 4.2it/s, loss=0.6931]`` is written each time
+    another ``step_pct`` % is done (every ``interval_s`` seconds when the total is unknown), ending with the 100 %
+    line. ``FASTFORMER_PROGRESS=tty|log|off`` overrides the detection. Other keywords go to tqdm.
+    """
+    import sys
+
+    file = file if file is not None else sys.stderr
+    mode = _progress_mode(file)
+    if mode == "tty":
+        from tqdm.auto import tqdm
+        return tqdm(iterable, total=total, desc=desc, disable=disable, file=file, **kwargs)
+    from tqdm.std import tqdm as std_tqdm
+
+    class LogProgress(std_tqdm):
+        def display(self, msg=None, pos=None):
+            n, total_ = self.n, self.total
+            if total_:
+                pct = 100.0 * n / total_
+                if n <= 0 or (pct < self._next_pct and n < total_) or n == self._last_n:
+                    return True
+                while self._next_pct <= pct:
+                    self._next_pct += step_pct
+            else:
+                now = self._time()
+                if n <= 0 or n == self._last_n or now - self._last_t < interval_s:
+                    return True
+                self._last_t = now
+            self._last_n = n
+            line = self.__str__() if msg is None else msg
+            if line:
+                self.fp.write(line.replace("\r", "").rstrip() + "\n")
+                self.fp.flush()
+            return True
+
+    class Lines:  # drops tqdm's bare "\r" / "\n" cursor writes (close, clear): only whole lines reach the log
+        def __init__(self, fp):
+            self.fp = fp
+
+        def write(self, s):
+            if s.strip():
+                self.fp.write(s)
+
+        def flush(self):
+            getattr(self.fp, "flush", lambda: None)()
+
+    LogProgress._next_pct, LogProgress._last_n, LogProgress._last_t = step_pct, -1, 0.0
+    file = Lines(file)
+    kwargs.setdefault("ascii", True)
+    kwargs.setdefault("dynamic_ncols", False)
+    return LogProgress(iterable, total=total, desc=desc, disable=disable or mode == "off", file=file, mininterval=0,
+                       miniters=1, ncols=kwargs.pop("ncols", 80), **kwargs)

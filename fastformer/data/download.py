@@ -17,8 +17,6 @@ import os
 import urllib.request
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 log = logging.getLogger(__name__)
 
 _MAGIC = {".gz": b"\x1f\x8b", ".zip": b"PK\x03\x04"}
@@ -61,6 +59,8 @@ def verify_file(path: Path, *, md5: str | None = None, sha256: str | None = None
 def download(url: str, dest: Path, *, md5: str | None = None, sha256: str | None = None, size: int | None = None,
              timeout: float = 30.0) -> Path:
     """Stream ``url`` to ``dest`` with a progress bar, verify it, and return ``dest``."""
+    from fastformer.utils import progress  # (imports torch: only when a download actually happens)
+
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
     created = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]  # removed again on failure
@@ -69,7 +69,7 @@ def download(url: str, dest: Path, *, md5: str | None = None, sha256: str | None
         req = urllib.request.Request(url, headers={"User-Agent": "fastformer-repro"})
         with urllib.request.urlopen(req, timeout=timeout) as resp, open(part, "wb") as out:
             total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name) as bar:
+            with progress(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name) as bar:
                 for chunk in iter(lambda: resp.read(1 << 20), b""):
                     out.write(chunk)
                     bar.update(len(chunk))

@@ -16,10 +16,9 @@ import torch
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
-from tqdm.auto import tqdm
 
 from fastformer.tasks.base import Task
-from fastformer.utils import atomic_torch_save, atomic_write_json, count_params, device_name, git_sha
+from fastformer.utils import atomic_torch_save, atomic_write_json, count_params, device_name, git_sha, progress
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +141,8 @@ class Trainer:
                 return {"stopped_at_epoch": epoch}
             loader = self._train_loader(epoch)
             n_batches = len(loader) if limit is None else min(len(loader), int(limit))
-            bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{max_epochs}", disable=self.rank != 0 or
-                       not self.tc.get("progress_bar", True), leave=False)
+            bar = progress(total=n_batches, desc=f"epoch {epoch + 1}/{max_epochs}", disable=self.rank != 0 or
+                           not self.tc.get("progress_bar", True), leave=False)
             t0, tokens, loss_sum = time.perf_counter(), 0, 0.0
             for step, batch in enumerate(loader):
                 if step >= n_batches:
