@@ -105,7 +105,8 @@ class Encoder(nn.Module):
             if isinstance(mod, nn.Embedding):
                 nn.init.normal_(mod.weight, 0.0, 0.02)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def stem(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Everything before the first block: positions, token shift, input norm -> the stream the first mixer reads."""
         B, N, _ = x.shape
         if N > self.max_len and self.pos is not None:
             raise ValueError(f"sequence length {N} exceeds the encoder's max_len={self.max_len}; "
@@ -116,7 +117,10 @@ class Encoder(nn.Module):
             src = x if mask is None else x * mask[..., None].to(x.dtype)
             prev = torch.nn.functional.pad(src, (0, 0, 1, 0))[:, :-1]  # (B, N, D): x_{i-1}, zeros at i = 0
             x = x + self.shift(prev)
-        x = self.in_drop(self.in_norm(x))
+        return self.in_drop(self.in_norm(x))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.stem(x, mask)
         for layer in self.layers:
             x = layer(x, mask)
         return self.out_norm(x)

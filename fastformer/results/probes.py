@@ -6,6 +6,7 @@ rows reach ``SOLVED`` accuracy at which lengths -- the text the README's "what t
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from fastformer.results.common import MISSING, Run, fmt_num, group, load_runs, md_table, provenance, write_outputs
@@ -22,14 +23,26 @@ ROWS = ["transformer", "longformer", "bigbird", "linformer", "linear_transformer
 
 
 def _key(r: Run) -> tuple[str, int, str] | None:
+    """-> (panel, x, row). MQAR runs tagged with their pairs (``probe/probe_mqar/L32_P4/<row>``) form one panel per
+    length with x = n_pairs; every other probe has one panel with x = sequence length."""
     parts = str(r.get("experiment") or "").split("/")
-    if len(parts) == 4 and parts[0] == "probe" and parts[2].startswith("L") and parts[2][1:].isdigit():
-        return parts[1], int(parts[2][1:]), parts[3]
-    return None
+    if len(parts) != 4 or parts[0] != "probe" or not parts[2].startswith("L"):
+        return None
+    m = re.fullmatch(r"L(\d+)(?:_P(\d+))?", parts[2])
+    if not m:
+        return None
+    if m.group(2):
+        return f"{parts[1]}@L{m.group(1)}", int(m.group(2)), parts[3]
+    return parts[1], int(m.group(1)), parts[3]
+
+
+def axis_name(panel: str) -> str:
+    return "n_pairs" if "@L" in panel else "L"
 
 
 def chance(info: dict) -> float | None:
-    """Accuracy (%) of the best input-blind guess: MQAR = picking one of the n_pairs values present."""
+    """Accuracy (%) of the best input-blind guess. MQAR: one of the n_pairs values present in the sequence (the
+    in-context chance, the plateau a model reaches once it knows the answer is an in-context value)."""
     p, probe = info.get("params", {}), info.get("probe")
     if probe == "mqar":
         return 100.0 / p.get("n_pairs", 8)
@@ -40,79 +53,205 @@ def chance(info: dict) -> float | None:
     return None
 
 
-def _plot(acc: dict, probes: list[str], lengths: dict, chances: dict, out: Path) -> None:
+def vocab_chance(info: dict) -> float | None:
+    """MQAR: accuracy (%) of guessing a value id uniformly, without using the context (1 / number of value ids)."""
+    p = info.get("params", {})
+    if info.get("probe") != "mqar":
+        return None
+    vocab = p.get("vocab", 256)
+    return 100.0 / (vocab - 2 - (vocab - 2) // 2)
+
+
+FAMILY = {"transformer": "C0", "longformer": "C1", "bigbird": "C2", "linformer": "C3", "linear_transformer": "C4",
+          "poolingformer": "C5", "performer": "C6", "pooling_baseline": "C7"}  # every Fastformer row: FASTFORMER_COLOUR
+FASTFORMER_COLOUR = "C9"
+VARIANT_STYLE = {"fastformer": "-", "fastformer_official": "--", "fastformer_no_output_transform": ":",
+                 "fastformer_global_key_k": "-.", "fastformer_no_key_branch": (0, (5, 1)),
+                 "fastformer_mean_pooling": (0, (1, 3)), "fastformer_no_query_residual": (0, (3, 1, 1, 1, 1, 1))}
+
+
+def _plot(acc: dict, probes: list[str], lengths: dict, chances: dict, out: Path, title: str) -> None:
+    """One panel per probe: accuracy vs the difficulty axis, mean line with a min-max band over seeds; one colour per
+    mixer family (Fastformer variants share one colour and differ by line style), chance lines dotted."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(probes), figsize=(4.5 * len(probes), 3.8), squeeze=False)
-    for ax, probe in zip(axes[0], probes):
+    ncol = min(3, len(probes))
+    nrow = -(-len(probes) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol + 2.4, 3.6 * nrow), squeeze=False)
+    for ax in axes.flat[len(probes):]:
+        ax.axis("off")
+    for ax, probe in zip(axes.flat, probes):
         for row in ROWS:
-            pts = [(L, acc[(probe, L, row)]) for L in lengths[probe] if (probe, L, row) in acc
-                   and acc[(probe, L, row)].values]
-            if pts:
-                style = "--" if row.startswith("fastformer_") or row == "pooling_baseline" else "-"
-                ax.errorbar([L for L, _ in pts], [c.mean for _, c in pts], yerr=[c.std for _, c in pts],
-                            marker="o", ls=style, label=row, ms=3)
-        if chances.get(probe) is not None:
-            ax.axhline(chances[probe], color="k", ls=":", lw=1, label="chance")
+            pts = [(x, acc[(probe, x, row)]) for x in lengths[probe] if (probe, x, row) in acc
+                   and acc[(probe, x, row)].values]
+            if not pts:
+                continue
+            colour = FASTFORMER_COLOUR if row.startswith("fastformer") else FAMILY.get(row, "k")
+            xs, mean = [x for x, _ in pts], [c.mean for _, c in pts]
+            ax.plot(xs, mean, color=colour, ls=VARIANT_STYLE.get(row, "-"), marker="o", ms=3, lw=1.4,
+                    label=f"{row} (n={min(c.n for _, c in pts)})")
+            ax.fill_between(xs, [min(c.values) for _, c in pts], [max(c.values) for _, c in pts], color=colour,
+                            alpha=0.12, lw=0)
+        for value, label in chances.get(probe, []):
+            ax.axhline(value, color="k", ls=":", lw=0.8)
+            ax.annotate(label, (1.0, value), xycoords=("axes fraction", "data"), ha="right", va="bottom", fontsize=6)
         ax.set_xscale("log", base=2)
-        ax.set_xlabel("sequence length")
+        ax.set_xticks(lengths[probe], [str(x) for x in lengths[probe]])
+        ax.set_xlabel("key-value pairs" if axis_name(probe) == "n_pairs" else "sequence length")
         ax.set_ylabel("test accuracy (%)")
         ax.set_ylim(0, 102)
-        ax.set_title(PROBES.get(probe, probe), fontsize=9)
-    axes[0][-1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.tight_layout()
+        ax.set_title(_title(probe), fontsize=9)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=6.5, loc="center right", frameon=False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1 - 2.4 / (4.6 * ncol + 2.4), 0.95))
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
+    fig.savefig(out, dpi=110)
     plt.close(fig)
+
+
+def _title(panel: str) -> str:
+    base, _, length = panel.partition("@")
+    return PROBES.get(base, base) + (f", {length.replace('L', 'L=')}" if length else "")
 
 
 def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
     runs = [r for r in load_runs(runs_root, task="probe") if _key(r)]
     acc, params = group(runs, _key, "test.acc"), group(runs, _key, "params")
-    probes = [p for p in PROBES if any(_key(r)[0] == p for r in runs)]
-    probes += sorted({_key(r)[0] for r in runs} - set(probes))
+    order = list(PROBES)
+    probes = sorted({_key(r)[0] for r in runs},
+                    key=lambda p: (order.index(p.split("@")[0]) if p.split("@")[0] in order else len(order), p))
     lengths = {p: sorted({_key(r)[1] for r in runs if _key(r)[0] == p}) for p in probes}
-    chances = {}
-    lines = [f"# Probes: accuracy vs sequence length (preset: {preset})", "",
+    seeds = sorted({int(r.get("seed")) for r in runs if r.get("seed") is not None})
+    chances: dict[str, list] = {}
+    lines = [f"# Probes: accuracy vs difficulty (preset: {preset})", "",
              "Generated by `scripts/make_tables.py` from the runs' metrics.json. Test accuracy (%) at the best "
-             f"validation epoch, mean ± std over seeds; '—' = not run. \"Solved\" = at least {SOLVED:.0f}%. Every "
-             "row has the same embedding, positions, width, depth, FFN and head (configs/experiment/probe/base.yaml); "
-             "params differ only by the mixer's own weights. Rows after `fastformer_official` are the redundancy "
-             "variants and the pooling baseline.", ""]
+             "validation epoch, mean ± std over seeds (n = seeds per cell, in the `n` column as min-max over the "
+             f"row); '—' = not run. \"Solved\" = mean at least {SOLVED:.0f}%. Every row has the same embedding, "
+             "positions, width, depth, FFN and head (configs/experiment/probe/base.yaml, plus the sweep's overrides); "
+             "params differ only by the mixer's own weights. Rows after `fastformer_official` are the pooling baseline "
+             "(no token-token interaction at all) and the Fastformer redundancy variants.", ""]
     if not probes:
-        lines += ["No probe runs found: run `python scripts/train.py -m +sweep=probes preset=quick`.", ""]
-    lines += [provenance(runs), ""]
+        lines += ["No probe runs found: run `python scripts/train.py -m +sweep=probes_recall preset=quick seed=1,2,3`.", ""]
+    lines += [provenance(runs) + f"; seeds {','.join(map(str, seeds)) or '—'}", ""]
     csv_rows = []
     for probe in probes:
         ok = [r for r in runs if _key(r)[0] == probe and r.status == "ok"]
         info = ok[0].get("data_info", {}) if ok else {}
-        chances[probe] = chance(info)
-        lines += [f"## {PROBES.get(probe, probe)} (`data={probe}`)", "",
-                  f"Generator params: {info.get('params', MISSING)}; chance: {fmt_num(chances[probe], 1)}%.", ""]
-        header = ["Mixer"] + [f"L={L}" for L in lengths[probe]] + ["params"]
+        ax = axis_name(probe)
+        params_shown = {k: v for k, v in info.get("params", {}).items() if not (ax == "n_pairs" and k == "n_pairs")}
+        lines += [f"## {_title(probe)} (`data={probe.split('@')[0]}`)", ""]
+        recipe = (f"Generator params: {params_shown or MISSING}; "
+                  f"{'fresh sequences every epoch, ' if info.get('fresh_per_epoch') else ''}"
+                  f"{info.get('n_train', '?')} training sequences per epoch.")
+        lines.append(recipe)
+        if info.get("probe") == "mqar":
+            vc = vocab_chance(info)
+            lines.append(f"Chance: in-context 1/n_pairs ({', '.join(f'{x}: {100 / x:.1f}%' for x in lengths[probe])}) "
+                         f"-- the plateau of a model that knows the answer is one of the values present; vocabulary "
+                         f"{vc:.1f}% (a value id guessed blindly).")
+            chances[probe] = [(vc, "vocabulary chance")]
+            if len(lengths[probe]) == 1:
+                chances[probe].append((100 / lengths[probe][0], "in-context chance"))
+        else:
+            c = chance(info)
+            lines.append(f"Chance: {fmt_num(c, 1)}%.")
+            chances[probe] = [(c, "chance")] if c is not None else []
+        lines.append("")
+        header = ["Mixer"] + [f"{'P' if ax == 'n_pairs' else 'L'}={x}" for x in lengths[probe]] + ["n", "params"]
         table, solved, unsolved = [], {}, {}
         for row in ROWS:
-            cells = [acc.get((probe, L, row)) for L in lengths[probe]]
+            cells = [acc.get((probe, x, row)) for x in lengths[probe]]
             if not any(cells):
                 continue
-            ps = [params[(probe, L, row)].mean for L in lengths[probe] if (probe, L, row) in params]
-            table.append([row] + [c.fmt(1) if c else MISSING for c in cells] + [fmt_num(max(ps), 0) if ps else MISSING])
-            for L, c in zip(lengths[probe], cells):
+            ps = [params[(probe, x, row)].mean for x in lengths[probe] if (probe, x, row) in params]
+            ns = [c.n for c in cells if c]
+            table.append([row] + [c.fmt(1) if c else MISSING for c in cells]
+                         + [f"{min(ns)}" if min(ns) == max(ns) else f"{min(ns)}-{max(ns)}"]
+                         + [fmt_num(max(ps), 0) if ps else MISSING])
+            for x, c in zip(lengths[probe], cells):
                 if c and c.values:
-                    (solved if c.mean >= SOLVED else unsolved).setdefault(L, []).append(row)
-                    csv_rows.append([probe, L, row, c.mean, c.std, c.n, params[(probe, L, row)].mean,
-                                     chances[probe] if chances[probe] is not None else ""])
+                    (solved if c.mean >= SOLVED else unsolved).setdefault(x, []).append(row)
+                    ch = 100 / x if ax == "n_pairs" else chance(info)
+                    csv_rows.append([probe, ax, x, row, c.mean, c.std, c.n, params[(probe, x, row)].mean,
+                                     ch if ch is not None else ""])
         lines += [md_table(header, table), ""]
-        for L in lengths[probe]:
-            lines.append(f"- L={L}: solved by {', '.join(solved.get(L, [])) or 'none'}; "
-                         f"not solved by {', '.join(unsolved.get(L, [])) or 'none'}.")
+        for x in lengths[probe]:
+            lines.append(f"- {'P' if ax == 'n_pairs' else 'L'}={x}: solved by {', '.join(solved.get(x, [])) or 'none'}; "
+                         f"not solved by {', '.join(unsolved.get(x, [])) or 'none'}.")
         lines.append("")
     lines += ["![probes](probes.png)", ""]
+    lines += _interaction_section(runs, Path(out_dir))
     out = Path(out_dir) / "probes"
-    write_outputs(out, "\n".join(lines), ["probe", "seq_len", "mixer", "acc_mean", "acc_std", "n_seeds", "params",
+    write_outputs(out, "\n".join(lines), ["panel", "axis", "x", "mixer", "acc_mean", "acc_std", "n_seeds", "params",
                                           "chance"], csv_rows)
     if probes:
-        _plot(acc, probes, lengths, chances, out.with_suffix(".png"))
+        title = f"Probes, preset {preset}, seeds {','.join(map(str, seeds))}: mean over seeds, band = min-max"
+        _plot(acc, probes, lengths, chances, out.with_suffix(".png"), title)
     return out.with_suffix(".md")
+
+
+def _interaction_section(runs: list[Run], out_dir: Path) -> list[str]:
+    """'Token interaction' section: effective rank of the first mixer's token-to-token Jacobian norms
+    (fastformer/analysis/interaction.py) for one trained MQAR model per row (middle n_pairs, lowest seed)."""
+    mq = [r for r in runs if r.status == "ok" and "@L" in _key(r)[0] and (r.path / "checkpoints" / "best.pt").exists()]
+    if not mq:
+        return []
+    from fastformer.analysis.interaction import run_interaction
+
+    xs = sorted({_key(r)[1] for r in mq})
+    x = xs[len(xs) // 2]
+    pick: dict[str, Run] = {}
+    for r in sorted(mq, key=lambda r: int(r.get("seed", 0))):
+        if _key(r)[1] == x:
+            pick.setdefault(_key(r)[2], r)
+    res = {row: run_interaction(r.path) for row, r in pick.items()}
+    accs = {row: r.get("test.acc") for row, r in pick.items()}
+    rows = [[row, fmt_num(accs[row], 1), res[row]["n_tokens"], fmt_num(res[row]["rank90"], 1),
+             fmt_num(res[row]["rank99"], 1), fmt_num(res[row]["offdiag_rank90"], 1),
+             fmt_num(res[row]["offdiag_rank99"], 1), fmt_num(100 * res[row]["offdiag_share"], 1)]
+            for row in ROWS if row in res]
+    seed = int(next(iter(pick.values())).get("seed"))
+    lines = ["## Token interaction: effective rank of the first mixer layer", "",
+             f"For each trained MQAR model (P={x} pairs, seed {seed}) and {next(iter(res.values()))['n_seqs']} test "
+             "sequences: J[i, j] = ||d y_i / d h_j||_F, the sensitivity of the first mixer's output at token i to its "
+             "input at token j (autograd Jacobian, exact), and the number of singular values of J holding 90% / 99% of "
+             "its energy, for J and for its off-diagonal part (how token i depends on the other tokens), averaged over "
+             "the sequences. The review predicts 'diagonal + rank 1' for Fastformer's token mixing. One seed: read the "
+             "ranks as a measurement of these models, not a spread.", "",
+             md_table(["Mixer", "test acc", "tokens", "rank 90%", "rank 99%", "off-diag rank 90%",
+                       "off-diag rank 99%", "off-diag energy %"], rows), "",
+             "![token interaction](probes_interaction.png)", ""]
+    _plot_interaction(res, out_dir / "probes_interaction.png", f"first-layer |dy_i/dh_j|, MQAR P={x}, seed {seed}")
+    return lines
+
+
+def _plot_interaction(res: dict, out: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = [r for r in ROWS if r in res and res[r].get("mean_J") is not None]
+    if not rows:
+        return
+    ncol = min(5, len(rows))
+    nrow = -(-len(rows) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(2.6 * ncol, 2.7 * nrow), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, row in zip(axes.flat, rows):
+        j = np.asarray(res[row]["mean_J"])
+        ax.imshow(j / max(j.max(), 1e-12), cmap="viridis", vmin=0, vmax=1)
+        ax.set_title(f"{row}\noff-diag rank90 {res[row]['offdiag_rank90']:.1f}", fontsize=7)
+        ax.axis("on")
+        ax.set_xlabel("input token j", fontsize=6)
+        ax.set_ylabel("output token i", fontsize=6)
+        ax.tick_params(labelsize=5)
+    fig.suptitle(title + " (each panel scaled to its max)", fontsize=9)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)

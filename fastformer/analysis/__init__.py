@@ -1,0 +1,1 @@
+"""Measurements on trained models (token interaction of a mixer layer)."""
