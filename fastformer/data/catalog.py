@@ -13,6 +13,7 @@ naming the URL and the exact path to place the file at.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -102,7 +103,9 @@ def data_config(dataset: str, *, preset: str = "quick", root: str | Path | None 
         GlobalHydra.instance().clear()
     with initialize_config_dir(str(PROJECT_ROOT / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=ovr)
-    return OmegaConf.to_container(cfg.data, resolve=True)
+    d = OmegaConf.to_container(cfg.data, resolve=True)
+    d["root"] = str(Path(d["root"]).resolve())
+    return d
 
 
 def _classification(dataset: str, d: dict, fetch: bool, count_rows: bool) -> DataStatus:
@@ -118,8 +121,12 @@ def _classification(dataset: str, d: dict, fetch: bool, count_rows: bool) -> Dat
     try:
         files = resolve_sources(o)
     except (DataUnavailableError, FileNotFoundError) as err:
-        return DataStatus(dataset, False, str(Path(o.root).resolve() / dataset.split("_")[0]), source=url,
-                          message=str(err).splitlines()[0])
+        msg = str(err).splitlines()[0].replace(" (or set data.download=true)", "")
+        dest = re.search(r"place it at (\S+)", msg)
+        if dataset == "mind_topics" and dest and len(parts) > 1:
+            msg += f" (and {', '.join(f'MIND{o.variant}_{p}.zip' for p in parts[1:])} beside it)"
+        return DataStatus(dataset, False, dest.group(1) if dest else str(Path(o.root) / dataset.split("_")[0]),
+                          source=url, message=msg)
     rows = None
     if count_rows:
         if dataset == "amazon":
@@ -223,7 +230,11 @@ def _summarization(dataset: str, d: dict, fetch: bool, count_rows: bool) -> Data
 def check_dataset(dataset: str, *, root: str | Path | None = None, preset: str = "quick", fetch: bool = False,
                   count_rows: bool = True, overrides: Sequence[str] = ()) -> DataStatus:
     """Present or missing (with the one-line message) for ``dataset`` as a ``preset`` run would read it."""
-    d = data_config(dataset, preset=preset, root=root, overrides=overrides)
+    try:
+        d = data_config(dataset, preset=preset, root=root, overrides=overrides)
+    except Exception as err:  # a bad override: the runs would fail the same way
+        why = f"{type(err).__name__}: {err}".splitlines()[0]
+        return DataStatus(dataset, False, message=f"cannot compose its data config ({why})")
     try:
         if dataset in ("amazon", "imdb", "mind_topics"):
             return _classification(dataset, d, fetch, count_rows)

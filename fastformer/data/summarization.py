@@ -32,9 +32,14 @@ EXTENSIONS = (".csv", ".jsonl", ".json", ".parquet")
 SOURCES = {  # where a user downloads each dataset (named in the missing-data error)
     "cnn_dailymail": "Hugging Face `abisee/cnn_dailymail` (config 3.0.0): save the train/validation/test splits as "
                      "train.csv, validation.csv, test.csv (or .jsonl/.parquet, gz allowed)",
-    "pubmed": "Hugging Face `ccdv/pubmed-summarization` (train/validation/test .jsonl) or the Cohan et al. "
+    "pubmed": "Hugging Face `ccdv/pubmed-summarization` (config document: train/validation/test .parquet or "
+              ".jsonl with article, abstract) or the Cohan et al. "
               "files train.txt/val.txt/test.txt (JSON lines, renamed .jsonl) from armancohan/long-summarization",
 }
+# Hub copies fetched by data.download=true / `make data`. Both are Parquet repos (ccdv/pubmed-summarization was
+# converted from its loading script to Parquet configs `document` / `section`), so they load with datasets >= 3,
+# which no longer runs loading scripts (checked with datasets 5.2.0; tests/test_data_catalog.py loads the same layout
+# from a local copy).
 HF_DATASETS = {"cnn_dailymail": ("abisee/cnn_dailymail", "3.0.0"), "pubmed": ("ccdv/pubmed-summarization", "document")}
 _SPLIT_ALIASES = {"train": ("train",), "validation": ("validation", "valid", "val", "dev"), "test": ("test",)}
 _TAG = re.compile(r"</?S>")
@@ -179,14 +184,19 @@ def download_hf(subdir: str, folder: Path) -> None:
     if subdir not in HF_DATASETS:
         raise DataUnavailableError(f"no download source known for {subdir!r}; put the files in {folder}")
     name, config = HF_DATASETS[subdir]
+    cache = folder / ".hf_cache"  # datasets' download + Arrow cache, removed once the Parquet files are written
     try:
+        import shutil
+
         import datasets
-        dd = datasets.load_dataset(name, config)
+        dd = datasets.load_dataset(name, config, cache_dir=str(cache))
         folder.mkdir(parents=True, exist_ok=True)
         for split, ds in dd.items():
             tmp = folder / f".{split}.parquet.part"
             ds.to_parquet(str(tmp))
             tmp.replace(folder / f"{split}.parquet")
+        del dd
+        shutil.rmtree(cache, ignore_errors=True)
     except Exception as err:  # offline, hub errors, disk errors: one actionable line
         reason = f"{type(err).__name__}: {err}".splitlines()[0][:200]
         raise DataUnavailableError(f"could not download Hugging Face {name} ({config}) ({reason}); "
