@@ -220,7 +220,7 @@ def test_every_probe_experiment_composes_builds_and_trains_one_step(row):
     from fastformer.tasks.probe import ProbeTask
     cfg = _compose([f"experiment=probe/{row}", "data=probe_mqar", "data.seq_len=32", "data.n_train=8",
                     "data.n_eval=8", "model.d_model=32", "model.n_heads=2", "logger=none"])
-    assert cfg.experiment_name == f"probe/probe_mqar/L32/{row}" and cfg.task.name == "probe"
+    assert cfg.experiment_name == f"probe/probe_mqar/L32_P4/{row}" and cfg.task.name == "probe"
     task = ProbeTask(cfg)
     task.setup()
     model = task.build_model()
@@ -259,5 +259,5 @@ def test_tables_from_runs(tmp_path):
     assert "| no key branch (pooling + gating) | — | — | — | 58.00 ± 1.41 | -3.00 | 10 |" in md  # paired Δ per seed
     assert "54.10" in md and (tmp_path / "out" / "ablations.png").stat().st_size > 0
     md = probes.build(tmp_path / "runs", tmp_path / "out", "quick").read_text()
-    assert "L=64: solved by transformer; not solved by fastformer." in md and "chance: 25.0%" in md
+    assert "L=64: solved by transformer; not solved by fastformer." in md and "(4: 25.0%)" in md
     assert (tmp_path / "out" / "probes.png").exists() and (tmp_path / "out" / "probes.csv").exists()

@@ -149,12 +149,13 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
         lines.append(recipe)
         if info.get("probe") == "mqar":
             vc = vocab_chance(info)
-            lines.append(f"Chance: in-context 1/n_pairs ({', '.join(f'{x}: {100 / x:.1f}%' for x in lengths[probe])}) "
+            pairs = lengths[probe] if ax == "n_pairs" else [info.get("params", {}).get("n_pairs", 8)]
+            lines.append(f"Chance: in-context 1/n_pairs ({', '.join(f'{x}: {100 / x:.1f}%' for x in pairs)}) "
                          f"-- the plateau of a model that knows the answer is one of the values present; vocabulary "
                          f"{vc:.1f}% (a value id guessed blindly).")
             chances[probe] = [(vc, "vocabulary chance")]
-            if len(lengths[probe]) == 1:
-                chances[probe].append((100 / lengths[probe][0], "in-context chance"))
+            if len(pairs) == 1:
+                chances[probe].append((100 / pairs[0], "in-context chance"))
         else:
             c = chance(info)
             lines.append(f"Chance: {fmt_num(c, 1)}%.")
@@ -174,7 +175,7 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
             for x, c in zip(lengths[probe], cells):
                 if c and c.values:
                     (solved if c.mean >= SOLVED else unsolved).setdefault(x, []).append(row)
-                    ch = 100 / x if ax == "n_pairs" else chance(info)
+                    ch = 100 / x if ax == "n_pairs" else chance(info)  # MQAR: the in-context chance
                     csv_rows.append([probe, ax, x, row, c.mean, c.std, c.n, params[(probe, x, row)].mean,
                                      ch if ch is not None else ""])
         lines += [md_table(header, table), ""]
