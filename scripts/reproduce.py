@@ -38,7 +38,8 @@ STAGE_TABLES = {"table4": ["table4"], "table5": ["table5"], "table6": ["table6"]
 def run_stage(stage: str, cfg: DictConfig) -> int:
     per_stage = (cfg.stage_overrides.get(cfg.preset) or {}).get(stage, [])
     cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "-m", f"+sweep={stage}", f"preset={cfg.preset}",
-           f"seed={cfg.seeds[cfg.preset]}", f"logger={cfg.logger}", f"hydra.sweep.dir={cfg.runs_root}", *per_stage,
+           f"seed={(cfg.get('stage_seeds', {}).get(cfg.preset) or {}).get(stage, cfg.seeds[cfg.preset])}",
+           f"logger={cfg.logger}", f"hydra.sweep.dir={cfg.runs_root}", *per_stage,
            *cfg.overrides]
     print(f"[reproduce] {stage}: {' '.join(cmd[1:])}", flush=True)
     t0 = time.perf_counter()
