@@ -93,10 +93,18 @@ reproduce-table: $(STAMP) ## run the table sweeps (PRESET=quick|paper, DATA_ROOT
 tables: $(STAMP) ## regenerate results/ tables from existing run outputs only
 	$(PY) scripts/make_tables.py
 
+wandb-tables: $(STAMP) ## log every results/ table (wandb.Table) and figure (wandb.Image) into one W&B "tables" run per PRESET
+	$(PY) scripts/wandb_tables.py --preset $(PRESET) $(WANDB_ARGS)
+
+wandb-sync: $(STAMP) ## upload every offline W&B run under logs/ (needs `wandb login` or WANDB_API_KEY)
+	@runs=$$(find logs -type d -name 'offline-run-*' 2>/dev/null); \
+	if [ -z "$$runs" ]; then echo "no offline W&B runs under logs/"; exit 0; fi; \
+	echo "$$runs" | xargs $(VENV)/bin/wandb sync --yes $(WANDB_ARGS)
+
 train: $(STAMP) ## one training run: make train ARGS="experiment=imdb/fastformer"
 	$(PY) scripts/train.py $(ARGS)
 
 clean-logs: ## delete logs/ (Hydra run dirs, checkpoints)
 	rm -rf logs/
 
-.PHONY: help env lock data test test-full bench bench-gpu reproduce-table tables train clean-logs
+.PHONY: help env lock data wandb-tables wandb-sync test test-full bench bench-gpu reproduce-table tables train clean-logs

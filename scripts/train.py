@@ -47,6 +47,8 @@ def train(cfg: DictConfig, run_dir: str) -> dict:
                                              weights_only=False)["model"])
             metrics["predict"] = task.predict(model, run_dir)
             atomic_write_json(metrics_path, metrics)
+        if metrics.get("test") is not None:
+            logger.finalize(metrics, run_dir)  # W&B summary = the best epoch's metrics (+ optional artifacts)
     except BaseException as e:
         logger.finish(exit_code=1)
         if not isinstance(e, KeyboardInterrupt):  # record the failure so sweeps and tables report it

@@ -185,7 +185,8 @@ class Trainer:
             row = {"epoch": epoch + 1, "train_loss": loss_sum / max(n_batches, 1), "tokens_per_s": tokens / dt,
                    **{f"val_{k}": v for k, v in val.items()}}
             state["history"].append(row)
-            self.logger.log({"train/epoch_loss": row["train_loss"], "perf/tokens_per_s": row["tokens_per_s"],
+            self.logger.log({"train/epoch": epoch + 1, "train/epoch_loss": row["train_loss"],
+                             "perf/tokens_per_s": row["tokens_per_s"],
                              **{f"val/{k}": v for k, v in val.items()}}, (epoch + 1) * n_batches)
             log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in row.items()})
             state["epoch"] = epoch + 1

@@ -1,0 +1,74 @@
+"""Log every results table (csv -> wandb.Table) and figure (png -> wandb.Image) into one W&B "tables" run per preset.
+
+    python scripts/wandb_tables.py [--preset quick] [--results results] [--dir logs/wandb_tables]
+
+``make wandb-tables`` runs it. Offline by default like the training runs (``WANDB_MODE=online`` to stream; or
+``make wandb-sync`` later). The run id is ``tables-<preset>``, so re-running updates the same W&B run; the markdown
+of each table (with its provenance line) goes into the run's summary as text, and the files as an artifact.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def log_tables(results: Path, preset: str, out_dir: Path, *, project: str = "fastformer-repro",
+               mode: str | None = None) -> dict[str, list[str]]:
+    """Log ``results/*.csv`` and ``results/*.png``; returns the logged keys per kind."""
+    import pandas as pd
+    import wandb
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mode = mode or os.environ.get("WANDB_MODE", "offline")
+    run = wandb.init(project=project, id=f"tables-{preset}", resume="allow", name=f"tables ({preset})",
+                     group="tables", job_type="tables", tags=["tables", preset], dir=str(out_dir), mode=mode,
+                     config={"preset": preset, "results": str(results)}, reinit="finish_previous")
+    logged: dict[str, list[str]] = {"tables": [], "figures": []}
+    payload = {}
+    for csv in sorted(results.glob("*.csv")):
+        frame = pd.read_csv(csv, keep_default_na=False)
+        payload[f"tables/{csv.stem}"] = wandb.Table(dataframe=frame.astype(str) if frame.empty else frame)
+        logged["tables"].append(csv.stem)
+        md = csv.with_suffix(".md")
+        if md.is_file():
+            run.summary[f"markdown/{csv.stem}"] = md.read_text()
+    for md in sorted(results.glob("*.md")):  # tables kept as markdown only (e.g. the kernel reports)
+        if not md.with_suffix(".csv").is_file():
+            run.summary[f"markdown/{md.stem}"] = md.read_text()
+    for png in sorted(results.glob("*.png")):
+        payload[f"figures/{png.stem}"] = wandb.Image(str(png), caption=png.name)
+        logged["figures"].append(png.stem)
+    run.log(payload)
+    art = wandb.Artifact(f"results-{preset}", type="results")
+    for f in sorted(results.glob("*")):
+        if f.suffix in (".csv", ".md", ".png"):
+            art.add_file(str(f))
+    run.log_artifact(art)
+    run.finish()
+    return logged
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="quick")
+    ap.add_argument("--results", default=str(ROOT / "results"))
+    ap.add_argument("--dir", default=None, help="W&B dir (default: logs/wandb_tables/<preset>)")
+    ap.add_argument("--project", default="fastformer-repro")
+    args = ap.parse_args(argv)
+    results = Path(args.results)
+    if not any(results.glob("*.csv")):
+        ap.error(f"no tables (*.csv) in {results}; run `make tables` or `make reproduce-table` first")
+    logged = log_tables(results, args.preset, Path(args.dir or ROOT / "logs" / "wandb_tables" / args.preset),
+                        project=args.project)
+    print(f"logged {len(logged['tables'])} tables ({', '.join(logged['tables'])}) and {len(logged['figures'])} "
+          f"figures ({', '.join(logged['figures'])}) into W&B run tables-{args.preset}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
