@@ -56,7 +56,7 @@ def missing_data(stages: list[str], cfg: DictConfig) -> dict[str, list[str]]:
         return {}
     data_overrides = [o for o in cfg.overrides if str(o).lstrip("+").startswith(("data.", "data="))]
     cmd = [sys.executable, str(ROOT / "scripts" / "data.py"), "--datasets", ",".join(names), "--preset", cfg.preset,
-           "--no-rows", "--json", *(a for o in data_overrides for a in ("--override", str(o)))]
+           "--no-rows", "--json", *([] if cfg.fetch_data else ["--no-fetch"]), *(a for o in data_overrides for a in ("--override", str(o)))]
     print(f"[reproduce] checking data for {names} under {os.environ.get('DATA_ROOT', ROOT / 'data')}", flush=True)
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     statuses = {}

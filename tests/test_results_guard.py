@@ -82,7 +82,8 @@ def test_reproduce_with_empty_data_root_stops_fast_and_keeps_results(tmp_path):
     env = {**os.environ, "DATA_ROOT": str(empty), "OMP_NUM_THREADS": "1"}
     t0 = time.perf_counter()
     r = subprocess.run([sys.executable, str(ROOT / "scripts" / "reproduce.py"), f"results_dir={res}",
-                        f"runs_root={runs}", "logger=none", "hydra.run.dir=" + str(tmp_path / "hydra")],
+                        f"runs_root={runs}", "logger=none", "hydra.run.dir=" + str(tmp_path / "hydra"),
+                        "fetch_data=false"],  # only look (a CI machine online must not download GBs here)
                        capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
     elapsed = time.perf_counter() - t0
     assert r.returncode != 0, r.stdout + r.stderr
