@@ -35,6 +35,8 @@ def test_one_training_step_per_mixer(compose_cfg, fixture_root, tmp_path, mixer)
     assert m["mixer"] == mixer and m["params"] > 0 and 0 <= m["test"]["acc"] <= 100
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert saved["test"] == m["test"] and saved["data_info"]["data_used"]
+    impl = saved["mixer_impl"]  # which implementation ran: the fastformer mixer reports it, the others have one
+    assert (impl["requested"] == "auto" and impl["ran"]) if mixer == "fastformer" else impl == {}, impl
 
 
 @pytest.mark.parametrize("dataset", ["amazon", "imdb", "mind_topics"])

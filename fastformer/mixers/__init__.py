@@ -2,7 +2,7 @@
 
 Importing this package registers every mixer in the repository (one file per mixer).
 """
-from fastformer.mixers.base import MIXERS, TokenMixer, build_mixer, mixer_kwargs, register_mixer
+from fastformer.mixers.base import MIXERS, TokenMixer, build_mixer, implementation_report, mixer_kwargs, register_mixer
 from fastformer.mixers import (  # noqa: F401,E402  (each import registers one mixer)
     bigbird,
     fastformer,
@@ -15,4 +15,4 @@ from fastformer.mixers import (  # noqa: F401,E402  (each import registers one m
     transformer,
 )
 
-__all__ = ["MIXERS", "TokenMixer", "build_mixer", "mixer_kwargs", "register_mixer"]
+__all__ = ["MIXERS", "TokenMixer", "build_mixer", "implementation_report", "mixer_kwargs", "register_mixer"]

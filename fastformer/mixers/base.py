@@ -88,3 +88,19 @@ def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None, dim: int = -
     if mask is not None:
         work = work.masked_fill(~mask, torch.finfo(work.dtype).min)
     return torch.softmax(work, dim=dim).to(scores.dtype)
+
+
+def implementation_report(model: nn.Module) -> dict:
+    """What the token mixers of ``model`` ran, for the run's metrics.json (``mixer_impl``): every module with an
+    ``impl_report()`` (the ``fastformer`` mixer; shared modules once) ->
+    ``{"requested": "auto", "ran": ["triton"], "fallbacks": [reasons], "checks": [numeric checks], "modules": n}``
+    (``requested``: the distinct values joined by ","); ``{}`` when no module reports (mixers with one
+    implementation)."""
+    reps = [m.impl_report() for m in model.modules() if callable(getattr(m, "impl_report", None))]
+    if not reps:
+        return {}
+    uniq = lambda items: list(dict.fromkeys(items))  # noqa: E731 -- first-seen order
+    return {"requested": ",".join(sorted({r["requested"] for r in reps})),
+            "ran": sorted({x for r in reps for x in r["ran"]}),
+            "fallbacks": uniq(f for r in reps for f in r["fallbacks"]),
+            "checks": [c for r in reps for c in r.get("checks", [])], "modules": len(reps)}

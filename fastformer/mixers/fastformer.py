@@ -178,3 +178,18 @@ class Fastformer(TokenMixer):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return self._core(x, mask)
+
+    def impl_report(self) -> dict:
+        """Which implementation this mixer ran (``fastformer.mixers.implementation_report`` collects it into the
+        run's metrics.json): ``{"requested", "ran", "fallbacks", "checks"}``; ``impl="auto"`` reports its numeric
+        checks and fallbacks (fastformer/kernels ``_Auto``)."""
+        report = getattr(self._core, "report", None)
+        if report is not None:
+            return report()
+        fallbacks = []
+        if self.impl == "auto":  # select_core chose eager at construction
+            from fastformer.kernels import TRITON_AVAILABLE, unsupported_options
+            fallbacks.append("auto -> eager: " + ("triton not installed" if not TRITON_AVAILABLE else
+                                                  "options not fused: " + ", ".join(unsupported_options(self))))
+        ran = {"auto": "eager", "eager": "eager", "compile": "compile", "triton": "triton"}[self.impl]
+        return {"requested": self.impl, "ran": [ran], "fallbacks": fallbacks, "checks": []}

@@ -17,6 +17,7 @@ import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
+from fastformer.mixers import implementation_report
 from fastformer.tasks.base import Task
 from fastformer.utils import atomic_torch_save, atomic_write_json, count_params, device_name, git_sha, progress
 
@@ -201,6 +202,7 @@ class Trainer:
         test = self._evaluate(model, self.task.test_loader)
         self.logger.log({**{f"test/{k}": v for k, v in test.items()}}, None)
         metrics = self._metrics(val, test, state, n_params, time.perf_counter() - t_start)
+        metrics["mixer_impl"] = implementation_report(model)  # which mixer implementation ran (fused / eager, why)
         self.logger.summary({f"test/{k}": v for k, v in test.items()})
         atomic_write_json(self.run_dir / "metrics.json", metrics)
         return metrics
