@@ -55,7 +55,7 @@ $(STAMP): pyproject.toml $(LOCK)
 ifneq ($(TORCH_INDEX),)
 	$(PY) -m pip install --quiet "$(TORCH_REQ)" $(TORCH_INDEX)
 else
-	$(PY) -m pip install --quiet --no-index "$(TORCH_REQ)" 2>/dev/null || \
+	$(PY) -m pip install --quiet "$(TORCH_REQ)" 2>/dev/null || \
 		$(PY) -m pip install --quiet "$(TORCH_REQ)" $(TORCH_FALLBACK)
 endif
 	$(PY) -m pip install --quiet -e '.[dev]' $(if $(LOCK),-c $(LOCK)) "$(TORCH_REQ)"
