@@ -151,7 +151,7 @@ class NewsRecTask(Task):
         for b in loader:
             hist, cand = b["hist"].to(dev), b["cand"].to(dev)
             user = model.encode_user(cache[hist], b["hist_mask"].to(dev))  # (B, D)
-            scores = model.score(user, cache[cand]).cpu().numpy()  # (B, C)
+            scores = model.score(user, cache[cand]).float().cpu().numpy()  # (B, C); bf16 under autocast
             for j, i in enumerate(b["index"].tolist()):
                 n = int(b["cand_mask"][j].sum())
                 lab = b["labels"][j, :n].numpy()
