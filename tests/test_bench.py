@@ -115,6 +115,15 @@ def test_triton_variant_rows_say_unavailable_off_gpu():
     assert all(math.isnan(r.seconds) for r in rows[:2])
 
 
+def test_grid_deadline_skips_the_points_not_started():
+    """deadline_s (the GPU smoke's whole-grid limit): points after the deadline are recorded, not run."""
+    import time
+    specs = parse_specs(["linear_transformer"], {})
+    grid = GridConfig(device=torch.device("cpu"), autocast_dtype=None, tokens_per_batch=32, lengths=[16, 32],
+                      modes=["inference"], d_model=16, n_heads=2, iters=1, budget_s=60, deadline=time.perf_counter())
+    assert [r.status for r in run_grid(specs, grid)] == ["skipped: deadline"] * 2
+
+
 def test_measure_statuses():
     cpu = torch.device("cpu")
 

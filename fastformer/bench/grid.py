@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -135,6 +136,7 @@ class GridConfig:
     grad_input: bool = True
     seed: int = 0
     on_row: Callable[[Row], None] | None = field(default=None, repr=False)
+    deadline: float | None = None  # time.perf_counter() value: points not started by then read "skipped: deadline"
 
 
 def run_grid(specs: Sequence[MixerSpec], cfg: GridConfig) -> list[Row]:
@@ -152,7 +154,9 @@ def run_grid(specs: Sequence[MixerSpec], cfg: GridConfig) -> list[Row]:
                 row = Row(spec.label, mode, n, b, "", kwargs=_fmt_kwargs(spec.kwargs))
                 # training costs more than inference, so an inference timeout at N also rules out training at >= N
                 hit = [(over[m], m) for m in dict.fromkeys([mode, "inference"]) if m in over]
-                if hit and n >= min(hit)[0]:
+                if cfg.deadline is not None and time.perf_counter() > cfg.deadline:
+                    row.status, row.note = "skipped: deadline", "the whole grid's time limit (deadline_s) was reached"
+                elif hit and n >= min(hit)[0]:
                     row.status = "skipped: > budget"
                     row.note = f"{min(hit)[1]} exceeded the {cfg.budget_s:g} s budget at N={min(hit)[0]}"
                 else:

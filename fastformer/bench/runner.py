@@ -73,7 +73,7 @@ def run_bench(cfg: Mapping[str, Any]) -> dict[str, Any]:
                       lengths=lengths, modes=list(cfg["modes"]), d_model=int(cfg["d_model"]),
                       n_heads=int(cfg["n_heads"]), warmup=int(cfg["warmup"]), iters=int(cfg["iters"]),
                       budget_s=float(cfg["budget_s"]), grad_input=bool(cfg["grad_input"]), seed=int(cfg["seed"]),
-                      on_row=on_row)
+                      on_row=on_row, deadline=t_start + float(cfg["deadline_s"]) if cfg.get("deadline_s") else None)
     log.info("bench on %s (%s): %d mixer(s) x %d length(s) x %s", device_name(device), dtype_label, len(specs),
              len(lengths), grid.modes)
     run_grid(specs, grid)
