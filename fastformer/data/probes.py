@@ -52,13 +52,7 @@ class ProbeInfo:
 # --------------------------------------------------------------------------------------------------- generators
 def mqar(rng: np.random.Generator, seq_len: int, *, n_pairs: int = 8, vocab: int = 256,
          n_queries: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    n_keys = (vocab - 2) // 2
-    n_q = n_pairs if n_queries is None else n_queries
-    if n_pairs > n_keys or n_pairs > vocab - 2 - n_keys:
-        raise ValueError(f"mqar: n_pairs={n_pairs} needs vocab >= {2 * n_pairs + 2} (got vocab={vocab})")
-    if 2 * n_pairs + n_q > seq_len or n_q > n_pairs:
-        raise ValueError(f"mqar: seq_len={seq_len} must be >= 2*n_pairs + n_queries = {2 * n_pairs + n_q} "
-                         f"and n_queries <= n_pairs; raise seq_len or lower n_pairs")
+    n_keys, n_q = _check_mqar(seq_len, n_pairs, vocab, n_queries)
     keys = 2 + rng.choice(n_keys, n_pairs, replace=False)  # (P,)
     values = 2 + n_keys + rng.choice(vocab - 2 - n_keys, n_pairs, replace=False)  # (P,)
     ids = np.full(seq_len, BLANK, dtype=np.int64)
@@ -71,12 +65,22 @@ def mqar(rng: np.random.Generator, seq_len: int, *, n_pairs: int = 8, vocab: int
     return ids, target
 
 
+def _check_mqar(seq_len: int, n_pairs: int, vocab: int, n_queries: int | None) -> tuple[int, int]:
+    """-> (number of key ids, number of queries); raises naming the option to change."""
+    n_keys = (vocab - 2) // 2
+    n_q = n_pairs if n_queries is None else n_queries
+    if n_pairs > n_keys or n_pairs > vocab - 2 - n_keys:
+        raise ValueError(f"mqar: n_pairs={n_pairs} needs vocab >= {2 * n_pairs + 2} (got vocab={vocab})")
+    if 2 * n_pairs + n_q > seq_len or n_q > n_pairs:
+        raise ValueError(f"mqar: seq_len={seq_len} must be >= 2*n_pairs + n_queries = {2 * n_pairs + n_q} "
+                         f"and n_queries <= n_pairs; raise seq_len or lower n_pairs")
+    return n_keys, n_q
+
+
 def mqar_block(rng: np.random.Generator, n: int, seq_len: int, *, n_pairs: int = 8, vocab: int = 256,
                n_queries: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``n`` MQAR items at once -> ``ids (n, L)``, ``target (n, L)``; the same distribution as ``mqar``."""
-    n_keys = (vocab - 2) // 2
-    n_q = n_pairs if n_queries is None else n_queries
-    mqar(np.random.default_rng(0), seq_len, n_pairs=n_pairs, vocab=vocab, n_queries=n_queries)  # validates arguments
+    n_keys, n_q = _check_mqar(seq_len, n_pairs, vocab, n_queries)
 
     def pick(n_from: int, k: int) -> np.ndarray:  # (n, k): k distinct draws from range(n_from) per row
         return np.argsort(rng.random((n, n_from)), axis=1)[:, :k]
@@ -185,10 +189,7 @@ def probe_info(kind: str, **params) -> ProbeInfo:
 
 def make_item(kind: str, seq_len: int, *, seed: int, split: str, idx: int, **params):
     """One item ``(ids (L,), target, mask (L,))`` of probe ``kind``, deterministic in (seed, split, idx)."""
-    if kind not in PROBES:
-        raise KeyError(f"unknown probe {kind!r}; valid probes: {sorted(PROBES)}")
-    if split not in SPLITS:
-        raise KeyError(f"unknown split {split!r}; valid splits: {list(SPLITS)}")
+    _check_kind_split(kind, split)
     if kind in BLOCK_FNS:
         ids, target = _block(kind, seq_len, seed, split, idx // BLOCK, params)
         ids, target = ids[idx % BLOCK], target[idx % BLOCK]
@@ -196,6 +197,13 @@ def make_item(kind: str, seq_len: int, *, seed: int, split: str, idx: int, **par
         rng = np.random.default_rng([seed, SPLITS[split], idx])
         ids, target = PROBES[kind].fn(rng, seq_len, **params)
     return ids, target, ids != PAD
+
+
+def _check_kind_split(kind: str, split: str) -> None:
+    if kind not in PROBES:
+        raise KeyError(f"unknown probe {kind!r}; valid probes: {sorted(PROBES)}")
+    if split not in SPLITS:
+        raise KeyError(f"unknown split {split!r}; valid splits: {list(SPLITS)}")
 
 
 def _block(kind: str, seq_len: int, seed: int, split: str, block: int, params: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -210,10 +218,7 @@ class ProbeDataset(Dataset):
     def __init__(self, kind: str, *, seq_len: int, n_samples: int, seed: int, split: str, start: int = 0, **params):
         self.kind, self.seq_len, self.params = kind, seq_len, params
         self.info = probe_info(kind, **params)
-        if kind not in PROBES:
-            raise KeyError(f"unknown probe {kind!r}; valid probes: {sorted(PROBES)}")
-        if split not in SPLITS:
-            raise KeyError(f"unknown split {split!r}; valid splits: {list(SPLITS)}")
+        _check_kind_split(kind, split)
         if kind in BLOCK_FNS:
             end = start + n_samples
             blocks = [_block(kind, seq_len, seed, split, b, params) for b in range(start // BLOCK, -(-end // BLOCK))]
