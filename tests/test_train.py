@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from fastformer.mixers import MIXERS
+from fastformer.train.logging import read_offline_run
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -97,6 +98,7 @@ def test_wandb_offline_logs_config_and_metrics(compose_cfg, fixture_root, tmp_pa
     train(cfg, str(tmp_path / "wb"))
     runs = list((tmp_path / "wb" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
+    read_offline_run(runs[0])  # waits until W&B has flushed the stream (its exit record)
     record = next(runs[0].glob("*.wandb")).read_bytes()  # the offline run's record stream (config + history)
     for needle in (b"train/loss", b"val/acc", b"test/acc", b"perf/tokens_per_s", b"fastformer", b"amazon"):
         assert needle in record, needle

@@ -105,17 +105,10 @@ def _put(d: dict, item, value) -> None:
     d[keys[-1]] = value
 
 
-def read_offline_run(run_dir: str | Path) -> dict[str, Any]:
-    """Summary, history rows, config and metric definitions of an offline W&B run (``.../offline-run-*``).
-
-    Parses the run's ``run-<id>.wandb`` record stream (LevelDB log blocks of protobuf ``Record``s), so tests and
-    users can check what a later ``wandb sync`` would upload without a network.
-    """
+def _record_chunks(path: Path) -> list[bytes]:
+    """The record payloads of a W&B ``.wandb`` file (LevelDB log format: 32 KiB blocks, 7-byte chunk headers)."""
     import struct
 
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    path = next(Path(run_dir).glob("run-*.wandb"))
     data = path.read_bytes()
     if data[:4] != b":W&B":
         raise ValueError(f"{path}: not a W&B record file")
@@ -126,6 +119,8 @@ def read_offline_run(run_dir: str | Path) -> dict[str, Any]:
             pos += left
             continue
         _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if pos + 7 + length > len(data):  # a chunk the writer has not finished
+            break
         payload, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
         if kind == 1:
             chunks.append(payload)
@@ -137,9 +132,33 @@ def read_offline_run(run_dir: str | Path) -> dict[str, Any]:
             chunks.append(buf + payload)
         elif kind == 0 and length == 0:
             pos += block - pos % block if pos % block else 0
+    return chunks
+
+
+def read_offline_run(run_dir: str | Path, wait_s: float = 60.0) -> dict[str, Any]:
+    """Summary, history rows, config and metric definitions of an offline W&B run (``.../offline-run-*``).
+
+    Parses the run's ``run-<id>.wandb`` record stream (LevelDB log blocks of protobuf ``Record``s), so tests and
+    users can check what a later ``wandb sync`` would upload without a network. ``run.finish()`` can return before
+    the W&B service process has flushed the stream (seen on a loaded 2-core CI machine: a file holding only its
+    header), so this waits up to ``wait_s`` seconds for the stream's closing ``exit`` record.
+    """
+    import time
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    path = next(Path(run_dir).glob("run-*.wandb"))
+    deadline = time.monotonic() + wait_s
+    while True:
+        records = [pb.Record.FromString(c) for c in _record_chunks(path)]
+        if any(r.WhichOneof("record_type") == "exit" for r in records):
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path}: no exit record after {wait_s:.0f} s; the run is still open or was killed "
+                               "before W&B flushed it")
+        time.sleep(0.2)
     out: dict[str, Any] = {"summary": {}, "history": [], "config": {}, "metrics": {}, "run": {}}
-    for chunk in chunks:
-        rec = pb.Record.FromString(chunk)
+    for rec in records:
         field = rec.WhichOneof("record_type")
         if field == "summary":
             for item in rec.summary.update:
