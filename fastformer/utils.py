@@ -1,12 +1,16 @@
 """Small shared utilities: seeding, atomic writes, run provenance (git sha, device, versions)."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
 import random
+import secrets
+import shutil
 import subprocess
-import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +26,45 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write via a temp file in the same folder + ``os.replace`` so readers never see a partial file."""
+@contextmanager
+def atomic_path(path: str | os.PathLike, *, directory: bool = False, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a fresh temp path next to ``path``; on a clean exit ``os.replace`` it onto ``path``, on an error delete it.
+
+    The project's one temp-file + rename: readers (and concurrent sweep jobs) never see a half-written file or folder.
+    The yielded path is a unique hidden name in the same folder (``.<name>.<pid>.<random><suffix>``), so the rename
+    never crosses a file system. For a file it does not exist yet (the writer creates it: ``open``, ``torch.save``,
+    ``savefig``, ...); a second writer's replace simply wins. With ``directory=True`` it is an empty folder; when
+    ``path`` is already a non-empty folder (another job finished first) that one is kept and the temp folder removed.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{suffix}")
+    if directory:
+        tmp.mkdir()
+
+    def discard() -> None:
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        yield tmp
+        try:
+            os.replace(tmp, path)
+        except OSError as err:
+            if not (directory and path.is_dir() and err.errno in (errno.ENOTEMPTY, errno.EEXIST)):
+                raise
+            discard()  # another writer's complete folder is already in place
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        discard()
         raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` atomically (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        f.write(text)
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -41,11 +72,8 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def git_sha(short: bool = True) -> str:

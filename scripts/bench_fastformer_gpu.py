@@ -34,6 +34,7 @@ from fastformer.kernels import TRITON_AVAILABLE  # noqa: E402
 from fastformer.mixers.fastformer import Fastformer  # noqa: E402
 from fastformer.mixers import build_mixer  # noqa: E402
 from fastformer.models import AttentionPooling, Encoder  # noqa: E402
+from fastformer.utils import atomic_write_text  # noqa: E402
 
 IMPLS = ("sdpa", "eager", "compile", "triton", "triton_gate", "triton_fold")
 #: triton = the fused path with its output rule (fold when N >= D/2); triton_gate / triton_fold force one output path:
@@ -241,9 +242,8 @@ def main(argv=None) -> Path:
     path = a.out / f"gpu_fastformer_{re.sub(r'[^a-z0-9]+', '_', card.lower()).strip('_')}.md"
 
     def write(done: bool) -> None:  # atomic, after every row: a run stopped early keeps what it measured
-        tmp = path.with_suffix(".md.tmp")
-        tmp.write_text("\n".join(lines + ([] if done else ["", "(incomplete: the run was still going)"])) + "\n")
-        tmp.replace(path)
+        tail = [] if done else ["", "(incomplete: the run was still going)"]
+        atomic_write_text(path, "\n".join(lines + tail) + "\n")
 
     if fused and why_not is None:
         lines += [check_triton(a, amp), ""]

@@ -24,6 +24,7 @@ os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # triton's current defau
 
 from fastformer.kernels import aot  # noqa: E402
 from fastformer.kernels.launch import parse_overrides  # noqa: E402
+from fastformer.utils import atomic_write_text  # noqa: E402
 
 SHAPES = "256x16,256x8,128x2,768x12,512x4"  # dh 16 (paper Table 8), 32, 64, 64 (BERT-base width), 128
 
@@ -173,8 +174,7 @@ def main(argv=None) -> int:
     if args.out == "-":
         sys.stdout.write(text)
     else:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
+        atomic_write_text(args.out, text)
         print(f"kernel_report: wrote {args.out} ({len(rows)} kernels)")
     return 0
 

@@ -1,12 +1,10 @@
 """Figure 2 style plot: two panels (Inference, Training), log-scale y, x = "Sequence Length/Batch Size"."""
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
 from typing import Sequence
 
 from fastformer.bench.grid import Row
+from fastformer.utils import atomic_path
 
 
 def plot_efficiency(rows: Sequence[Row], path, *, title: str = "", clock: str = "wall") -> None:
@@ -54,15 +52,8 @@ def plot_efficiency(rows: Sequence[Row], path, *, title: str = "", clock: str = 
     if title:
         fig.suptitle(title, y=0.02, fontsize=8)
     fig.tight_layout(rect=(0, 0.04, 1, 0.92))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png", dpi=130)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=130)
     finally:
         plt.close(fig)

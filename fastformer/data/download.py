@@ -4,10 +4,11 @@ Shared by every task's data code::
 
     path = ensure_file(root / "imdb/aclImdb_v1.tar.gz", url=IMDB_URL, md5=IMDB_MD5, allow_download=True)
 
-The file is streamed to ``<dest>.part`` with a tqdm progress bar, checked (md5/sha256 when published, else the byte
-count against ``Content-Length`` and the gzip/zip magic bytes), then renamed into place, so a half-finished download
-is never mistaken for data. Any network or write failure raises :class:`DataUnavailableError` whose message is one
-line naming the URL and the exact path where a manually downloaded copy can be placed.
+The file is streamed to a hidden ``.<name>.<pid>.<random>.part`` next to ``dest`` (:func:`fastformer.utils.atomic_path`)
+with a tqdm progress bar, checked (md5/sha256 when published, else the byte count against ``Content-Length`` and the
+gzip/zip magic bytes), then renamed into place, so a half-finished download is never mistaken for data. Any network
+or write failure raises :class:`DataUnavailableError` whose message is one line naming the URL and the exact path
+where a manually downloaded copy can be placed.
 """
 from __future__ import annotations
 
@@ -59,24 +60,22 @@ def verify_file(path: Path, *, md5: str | None = None, sha256: str | None = None
 def download(url: str, dest: Path, *, md5: str | None = None, sha256: str | None = None, size: int | None = None,
              timeout: float = 30.0) -> Path:
     """Stream ``url`` to ``dest`` with a progress bar, verify it, and return ``dest``."""
-    from fastformer.utils import progress  # (imports torch: only when a download actually happens)
+    from fastformer.utils import atomic_path, progress  # (imports torch: only when a download actually happens)
 
     dest = Path(dest)
-    part = dest.with_name(dest.name + ".part")
     created = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]  # removed again on failure
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
         req = urllib.request.Request(url, headers={"User-Agent": "fastformer-repro"})
-        with urllib.request.urlopen(req, timeout=timeout) as resp, open(part, "wb") as out:
-            total = int(resp.headers.get("Content-Length") or 0) or None
-            with progress(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name) as bar:
-                for chunk in iter(lambda: resp.read(1 << 20), b""):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-        verify_file(part, md5=md5, sha256=sha256, size=size if size is not None else total)
+        # the .part file is deleted on any failure and renamed onto dest only once verified
+        with atomic_path(dest, suffix=".part") as part:
+            with urllib.request.urlopen(req, timeout=timeout) as resp, open(part, "wb") as out:
+                total = int(resp.headers.get("Content-Length") or 0) or None
+                with progress(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name) as bar:
+                    for chunk in iter(lambda: resp.read(1 << 20), b""):
+                        out.write(chunk)
+                        bar.update(len(chunk))
+            verify_file(part, md5=md5, sha256=sha256, size=size if size is not None else total)
     except (OSError, ValueError) as err:  # URLError/HTTPError/timeouts are OSErrors
-        if part.parent.exists():
-            part.unlink(missing_ok=True)
         for d in created:  # innermost first: leave no empty folder that a later search would take for data
             try:
                 d.rmdir()
@@ -84,7 +83,6 @@ def download(url: str, dest: Path, *, md5: str | None = None, sha256: str | None
                 break
         reason = f"{type(err).__name__}: {err}".replace("\n", " ")
         raise DataUnavailableError(f"could not download {url} ({reason}); {manual_hint(url, dest)}") from err
-    os.replace(part, dest)
     log.info("downloaded %s -> %s (%d bytes)", url, dest, dest.stat().st_size)
     return dest
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from omegaconf import OmegaConf
 from fastformer.data.mind import MindSplit, load_split, split_path
 from fastformer.data.synthetic_mind import make_synthetic_mind
 from fastformer.data.text import Vocab, get_tokenizer, glove_init
+from fastformer.utils import atomic_path
 
 log = logging.getLogger(__name__)
 _SPLIT_KEYS = {"train": "train_split", "val": "val_split", "test": "test_split", "predict": "predict_split"}
@@ -75,12 +74,8 @@ def _synthetic_root(d: Any, cache_dir: str | None) -> tuple[Path, str]:
     key = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
     out = Path(cache_dir or Path(d.root) / ".cache") / "mind_synthetic" / key
     if not (out / "MINDsynthetic_test" / "synthetic_info.json").exists():
-        tmp = out.with_name(f"{key}.tmp{os.getpid()}")
-        make_synthetic_mind(tmp, **params)
-        try:
-            os.replace(tmp, out)  # atomic: concurrent sweep jobs never see a half-written folder
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)  # another job finished first
+        with atomic_path(out, directory=True) as tmp:  # concurrent sweep jobs never see a half-written folder
+            make_synthetic_mind(tmp, **params)  # (when another job finished first, its folder is kept)
         log.info("generated synthetic MIND in %s", out)
     return out, json.loads((out / "MINDsynthetic_test" / "synthetic_info.json").read_text())["data_used"]
 

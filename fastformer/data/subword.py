@@ -89,8 +89,8 @@ def cached_bpe(texts: Sequence[str], *, vocab_size: int, cache_dir: str | Path |
     if path.is_file():
         return SubwordVocab.load(path), str(path)
     vocab = train_bpe(texts, vocab_size=vocab_size, min_frequency=min_frequency)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{id(vocab)}")
-    vocab.save(tmp)
-    tmp.replace(path)  # atomic: concurrent runs of a sweep never read a half-written file
+    from fastformer.utils import atomic_path
+
+    with atomic_path(path) as tmp:  # concurrent runs of a sweep never read a half-written file
+        vocab.save(tmp)
     return vocab, str(path)

@@ -189,12 +189,13 @@ def download_hf(subdir: str, folder: Path) -> None:
         import shutil
 
         import datasets
+
+        from fastformer.utils import atomic_path
         dd = datasets.load_dataset(name, config, cache_dir=str(cache))
         folder.mkdir(parents=True, exist_ok=True)
         for split, ds in dd.items():
-            tmp = folder / f".{split}.parquet.part"
-            ds.to_parquet(str(tmp))
-            tmp.replace(folder / f"{split}.parquet")
+            with atomic_path(folder / f"{split}.parquet", suffix=".part") as tmp:
+                ds.to_parquet(str(tmp))
         del dd
         shutil.rmtree(cache, ignore_errors=True)
     except Exception as err:  # offline, hub errors, disk errors: one actionable line

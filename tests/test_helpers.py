@@ -1,0 +1,52 @@
+"""The shared helpers of fastformer/utils.py (atomic writes, device resolution, git sha) and the debug config."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from fastformer.utils import atomic_path, atomic_torch_save, atomic_write_json, atomic_write_text
+
+
+# ---- atomic writes -----------------------------------------------------------------------------------------------
+def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
+    path = tmp_path / "sub" / "out.json"
+    atomic_write_json(path, {"a": 1})
+    atomic_write_json(path, {"a": 2})
+    assert json.loads(path.read_text()) == {"a": 2}
+    atomic_write_text(tmp_path / "t.md", "x\n")
+    atomic_torch_save({"w": torch.ones(2)}, tmp_path / "ck.pt")
+    assert torch.load(tmp_path / "ck.pt")["w"].sum() == 2
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["ck.pt", "out.json", "sub", "t.md"]
+
+
+def test_atomic_path_error_keeps_old_file_and_removes_temp(tmp_path):
+    path = tmp_path / "out.txt"
+    path.write_text("old")
+    seen = []
+    with pytest.raises(RuntimeError, match="boom"):
+        with atomic_path(path, suffix=".part") as tmp:
+            seen.append(tmp)
+            assert tmp.parent == tmp_path and tmp.name.startswith(".out.txt.") and tmp.name.endswith(".part")
+            tmp.write_text("half-writ")
+            assert path.read_text() == "old"  # nothing partial is visible while writing
+            raise RuntimeError("boom")
+    assert path.read_text() == "old" and not seen[0].exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_atomic_path_directory(tmp_path):
+    out = tmp_path / "cache" / "key"
+    with atomic_path(out, directory=True) as tmp:
+        assert tmp.is_dir() and not out.exists()
+        (tmp / "a.txt").write_text("first")
+    assert (out / "a.txt").read_text() == "first"
+    with atomic_path(out, directory=True) as tmp:  # another job finished first: its complete folder is kept
+        (tmp / "a.txt").write_text("second")
+    assert (out / "a.txt").read_text() == "first"
+    with pytest.raises(ValueError):
+        with atomic_path(tmp_path / "cache" / "other", directory=True) as tmp:
+            (tmp / "a.txt").write_text("x")
+            raise ValueError
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["key"]
