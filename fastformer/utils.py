@@ -76,6 +76,31 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
         torch.save(obj, tmp)
 
 
+def resolve_device(name: str, *, key: str = "trainer.device") -> torch.device:
+    """``auto`` -> cuda when available, else cpu; ``cpu`` / ``cuda`` / ``cuda:N`` as given.
+
+    ``key`` is the config key the value came from (``trainer.device``, or ``device`` in configs/bench.yaml): every error
+    is one line naming it and the fix, e.g. ``trainer.device='cuda' but CUDA is not available here; use
+    trainer.device=cpu (or trainer.device=auto)``.
+    """
+    name = str(name).strip()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"{key}={name!r} is not cpu, cuda, cuda:N or auto")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"{key}={name!r} but CUDA is not available here; use {key}=cpu (or {key}=auto)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise RuntimeError(f"{key}={name!r} but only {torch.cuda.device_count()} CUDA device(s) are visible; "
+                               f"use {key}=cuda:0 (or check CUDA_VISIBLE_DEVICES)")
+    return dev
+
+
 def git_sha(short: bool = True) -> str:
     """Commit of the checkout (``+dirty`` when the tree has local changes); "unknown" outside git."""
     try:

@@ -50,3 +50,29 @@ def test_atomic_path_directory(tmp_path):
             (tmp / "a.txt").write_text("x")
             raise ValueError
     assert [p.name for p in (tmp_path / "cache").iterdir()] == ["key"]
+
+
+# ---- device resolution -------------------------------------------------------------------------------------------
+def test_resolve_device_without_cuda(monkeypatch):
+    from fastformer.utils import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu") and resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(RuntimeError, match=r"trainer.device='cuda' but CUDA is not available.*use trainer.device=cpu"):
+        resolve_device("cuda")
+    with pytest.raises(RuntimeError, match=r"^device='cuda:1' but CUDA .*use device=cpu"):
+        resolve_device("cuda:1", key="device")
+    for bad in ("gpu", "mps", ""):
+        with pytest.raises(ValueError, match=r"trainer.device=.* is not cpu, cuda, cuda:N or auto"):
+            resolve_device(bad)
+
+
+def test_resolve_device_with_cuda(monkeypatch):
+    from fastformer.utils import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("auto") == torch.device("cuda")
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(RuntimeError, match=r"trainer.device='cuda:2' but only 2 CUDA device"):
+        resolve_device("cuda:2")

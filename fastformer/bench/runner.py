@@ -16,23 +16,12 @@ from fastformer.bench.grid import GridConfig, Row, parse_specs, resolve_lengths,
 from fastformer.bench.plot import plot_efficiency
 from fastformer.bench.timing import configure_cpu_allocator, memory_method
 from fastformer.bench.writers import headline, write_csv, write_markdown
-from fastformer.utils import PROJECT_ROOT, device_name, git_sha
+from fastformer.utils import PROJECT_ROOT, device_name, git_sha, resolve_device
 
 log = logging.getLogger(__name__)
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 GPU_RECIPE = ("make bench BENCH_ARGS=\"device=cuda tokens_per_batch=65536 max_length=65536 budget_s=60 warmup=3 "
               "iters=20 threads=null\"  (paper grid 128/512 ... 65536/1, bf16 autocast, CUDA events)")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"bench device={name!r} but CUDA is not available here; use device=cpu (or auto)")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"bench device={name!r} is not cpu, cuda[:i] or auto")
-    return dev
 
 
 def resolve_dtype(name: str, device: torch.device) -> tuple[str, torch.dtype | None]:
@@ -47,7 +36,7 @@ def resolve_dtype(name: str, device: torch.device) -> tuple[str, torch.dtype | N
 def run_bench(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Run the benchmark described by ``cfg`` (the fields of configs/bench.yaml); returns paths, rows and header."""
     t_start = time.perf_counter()
-    device = resolve_device(str(cfg["device"]))
+    device = resolve_device(str(cfg["device"]), key="device")  # (configs/bench.yaml's key)
     dtype_label, autocast_dtype = resolve_dtype(str(cfg["dtype"]), device)
     if cfg.get("threads") is not None:
         torch.set_num_threads(int(cfg["threads"]))
