@@ -101,15 +101,26 @@ def resolve_device(name: str, *, key: str = "trainer.device") -> torch.device:
     return dev
 
 
-def git_sha(short: bool = True) -> str:
-    """Commit of the checkout (``+dirty`` when the tree has local changes); "unknown" outside git."""
+def git_sha(short: bool = True, path: str | os.PathLike | None = None) -> str:
+    """Commit of the checkout at ``path`` (default: this project), e.g. ``abc1234``, or ``abc1234+dirty`` when tracked
+    files have uncommitted changes (``git status --porcelain --untracked-files=no``; new untracked files do not count).
+
+    ``unknown`` when git is not installed, ``path`` is not in a git checkout, or it has no commit yet. When only the
+    status check fails the bare sha is returned. ``--no-optional-locks``: a run never takes the index lock, so it
+    cannot make a concurrent ``git commit`` in the same checkout fail.
+    """
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "--no-optional-locks", *args], cwd=path if path is not None else PROJECT_ROOT,
+                              capture_output=True, text=True, timeout=10)
+
     try:
-        cmd = ["git", "rev-parse", "--short", "HEAD"] if short else ["git", "rev-parse", "HEAD"]
-        sha = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return (sha or "unknown") + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
+        head = git("rev-parse", *(["--short"] if short else []), "--verify", "-q", "HEAD")
+        sha = head.stdout.strip()
+        if head.returncode != 0 or not sha:
+            return "unknown"
+        status = git("status", "--porcelain", "--untracked-files=no")
+        return sha + ("+dirty" if status.returncode == 0 and status.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError, ValueError):  # no git binary / missing folder / timeout
         return "unknown"
 
 

@@ -20,7 +20,6 @@ import importlib.metadata
 import platform
 import re
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from fastformer.kernels import TRITON_AVAILABLE  # noqa: E402
 from fastformer.mixers.fastformer import Fastformer  # noqa: E402
 from fastformer.mixers import build_mixer  # noqa: E402
 from fastformer.models import AttentionPooling, Encoder  # noqa: E402
-from fastformer.utils import atomic_write_text  # noqa: E402
+from fastformer.utils import atomic_write_text, git_sha  # noqa: E402
 
 IMPLS = ("sdpa", "eager", "compile", "triton", "triton_gate", "triton_fold")
 #: triton = the fused path with its output rule (fold when N >= D/2); triton_gate / triton_fold force one output path:
@@ -230,12 +229,11 @@ def main(argv=None) -> Path:
     graphs = [f"{i}+graph" for i in ("eager", "triton") if a.graph and i in impls]
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[a.dtype]
     card = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({platform.processor() or 'unknown'})"
-    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                         text=True).stdout.strip()
+    sha = git_sha()
     triton_v = importlib.metadata.version("triton") if TRITON_AVAILABLE else "not installed"
     clock = "CUDA-event" if dev.type == "cuda" else "wall-clock"
     lines = [f"# Fused Fastformer on {card}", "",
-             f"{datetime.date.today()}, git {sha or '?'}, torch {torch.__version__} (CUDA {torch.version.cuda}), "
+             f"{datetime.date.today()}, git {sha}, torch {torch.__version__} (CUDA {torch.version.cuda}), "
              f"triton {triton_v}, autocast {a.dtype}, Fastformer variant={a.variant}, d={a.d_model}, "
              f"h={a.heads}; {clock} median of {a.iters} calls after {a.warmup} warm-up calls.", ""]
     a.out.mkdir(parents=True, exist_ok=True)

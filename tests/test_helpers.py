@@ -76,3 +76,40 @@ def test_resolve_device_with_cuda(monkeypatch):
     assert resolve_device("cuda:1") == torch.device("cuda", 1)
     with pytest.raises(RuntimeError, match=r"trainer.device='cuda:2' but only 2 CUDA device"):
         resolve_device("cuda:2")
+
+
+# ---- git sha -----------------------------------------------------------------------------------------------------
+def test_git_sha_clean_dirty_and_outside_git(tmp_path, monkeypatch):
+    import shutil
+    import subprocess
+
+    from fastformer.utils import git_sha
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    for var in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+
+    def git(*args):
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false",
+                               *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+
+    git("init", "-q")
+    assert git_sha(path=repo) == "unknown"  # no commit yet
+    (repo / "a.txt").write_text("1\n")
+    git("add", "a.txt")
+    git("commit", "-q", "-m", "first")
+    sha = git("rev-parse", "--short", "HEAD")
+    assert git_sha(path=repo) == sha
+    assert git_sha(short=False, path=repo) == git("rev-parse", "HEAD")
+    (repo / "new.txt").write_text("untracked files do not make it dirty\n")
+    assert git_sha(path=repo) == sha
+    (repo / "a.txt").write_text("2\n")
+    assert git_sha(path=repo) == f"{sha}+dirty"
+    git("add", "a.txt")  # staged but not committed: still dirty
+    assert git_sha(path=repo) == f"{sha}+dirty"
+    assert git_sha(path=tmp_path / "missing") == "unknown"
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))  # no git binary at all
+    assert git_sha(path=repo) == "unknown"
