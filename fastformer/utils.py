@@ -106,7 +106,7 @@ def git_sha(short: bool = True, path: str | os.PathLike | None = None) -> str:
     files have uncommitted changes (``git status --porcelain --untracked-files=no``; new untracked files do not count).
 
     ``unknown`` when git is not installed, ``path`` is not in a git checkout, or it has no commit yet. When only the
-    status check fails the bare sha is returned. ``--no-optional-locks``: a run never takes the index lock, so it
+    status check fails the sha gets ``+dirty`` too (a run never claims a clean tree that was not checked). ``--no-optional-locks``: a run never takes the index lock, so it
     cannot make a concurrent ``git commit`` in the same checkout fail.
     """
     def git(*args: str) -> subprocess.CompletedProcess:
@@ -119,7 +119,7 @@ def git_sha(short: bool = True, path: str | os.PathLike | None = None) -> str:
         if head.returncode != 0 or not sha:
             return "unknown"
         status = git("status", "--porcelain", "--untracked-files=no")
-        return sha + ("+dirty" if status.returncode == 0 and status.stdout.strip() else "")
+        return sha + ("+dirty" if status.returncode != 0 or status.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError, ValueError):  # no git binary / missing folder / timeout
         return "unknown"
 
