@@ -113,3 +113,24 @@ def test_git_sha_clean_dirty_and_outside_git(tmp_path, monkeypatch):
     assert git_sha(path=tmp_path / "missing") == "unknown"
     monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))  # no git binary at all
     assert git_sha(path=repo) == "unknown"
+
+
+# ---- debug config ------------------------------------------------------------------------------------------------
+def test_debug_config_composes(compose_cfg):
+    from hydra import compose, initialize_config_dir
+
+    from tests.conftest import ROOT
+
+    cfg = compose_cfg(["experiment=imdb/fastformer", "debug=default"])
+    t = cfg.trainer
+    assert (t.max_epochs, t.limit_train_batches, t.log_every, t.progress_bar) == (1, 5, 1, True)
+    assert cfg.logger.kind == "none" and cfg.skip_finished is False and cfg.experiment_name == "imdb/fastformer"
+    assert compose_cfg(["experiment=imdb/fastformer", "debug=default", "logger=wandb", "trainer.max_epochs=2",
+                        "skip_finished=true"]).logger.kind == "wandb"  # the command line still wins
+    with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
+        hcfg = compose("train", overrides=["experiment=imdb/fastformer", "debug=default"], return_hydra_config=True)
+        plain = compose("train", overrides=["experiment=imdb/fastformer"], return_hydra_config=True)
+    logs = hcfg.paths.log_dir
+    assert hcfg.hydra.run.dir.startswith(f"{logs}/debug/runs/imdb/fastformer/")
+    assert hcfg.hydra.sweep.dir == f"{logs}/debug/multiruns/quick"
+    assert "/debug/" not in plain.hydra.run.dir and plain.trainer.max_epochs != 1 and plain.logger.kind == "wandb"

@@ -71,14 +71,6 @@ def build_mixer(name: str, *, d_model: int, n_heads: int, **kwargs) -> TokenMixe
     return MIXERS[name](d_model, n_heads, **kwargs)
 
 
-def key_padding_bias(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
-    """(B, N) bool mask -> (B, 1, 1, N) additive bias with a large finite negative value at padded keys."""
-    if mask is None:
-        return None
-    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(
-        ~mask, torch.finfo(dtype).min)[:, None, None, :]
-
-
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None, dim: int = -1) -> torch.Tensor:
     """Max-subtracted softmax over ``dim`` with ``mask`` (broadcastable bool, True = keep) -> probabilities.
 
