@@ -78,6 +78,9 @@ test: $(STAMP) ## run the default test suite (no slow/GPU tests; a few minutes o
 test-full: $(STAMP) ## run every test, slow ones included
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+lint: $(STAMP) ## ruff check (config in pyproject.toml)
+	$(PY) -m ruff check fastformer scripts tests
+
 bench: $(STAMP) ## efficiency figure (paper Fig. 2): results/efficiency.{csv,md,png}
 	$(PY) scripts/bench.py $(BENCH_ARGS)
 
@@ -107,4 +110,4 @@ train: $(STAMP) ## one training run: make train ARGS="experiment=imdb/fastformer
 clean-logs: ## delete logs/ (Hydra run dirs, checkpoints)
 	rm -rf logs/
 
-.PHONY: help env lock data wandb-tables wandb-sync test test-full bench bench-gpu reproduce-table tables train clean-logs
+.PHONY: help env lock data wandb-tables wandb-sync test test-full lint bench bench-gpu reproduce-table tables train clean-logs
