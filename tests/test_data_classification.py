@@ -112,11 +112,13 @@ def test_mind_folder_plus_zip_dedup_and_body(fx, tmp_path):
     assert ds.n_classes == 4 and ds.info["available_rows"] == 2 * 4 * 8  # the shared news id counted once
     assert len(ds.info["source"]) == 2 and "title . abstract" in ds.info["text_field"]
     body = tmp_path / "bodies.tsv"
-    body.write_text("N0\tthe full body of a sports story about a touchdown\nN1\tanother body text\n")
+    # bodies for 3 sports (N0-N2) and 3 finance (N8-N10) news: any 4-row training split holds both classes
+    body.write_text("N0\tthe full body of a sports story about a touchdown\nN1\tanother body text\n"
+                    "N2\ta third sports body\nN8\tstocks body\nN9\tearnings body\nN10\tmarket body\n")
     with_body = load_classification(cfg(fx["root"], tmp_path, "mind_topics", "mind_topics", body_path=str(body),
-                                        split_sizes=[1, 0, 1]))
-    assert with_body.info["text_field"] == "body" and with_body.info["available_rows"] == 2
-    assert with_body.info["skipped"]["missing_body"] == 62
+                                        split_sizes=[4, 1, 1]))
+    assert with_body.info["text_field"] == "body" and with_body.info["available_rows"] == 6
+    assert with_body.info["skipped"]["missing_body"] == 58
 
 
 def test_mind_root_level_layout_and_single_zip(tmp_path):

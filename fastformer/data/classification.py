@@ -20,7 +20,6 @@ import hashlib
 import itertools
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,58 +31,12 @@ import torch
 from fastformer.data import classification_formats as readers
 from fastformer.data.classification_sources import read_rows, resolve_sources, under
 from fastformer.data.download import DataUnavailableError, default_cache_dir
+from fastformer.data.schema import DataOptions  # also importable from here, as before
 from fastformer.data.text import Vocab, get_tokenizer, glove_init, tokenize_all
+from fastformer.utils import atomic_path, atomic_torch_save, atomic_write_text
 
 log = logging.getLogger(__name__)
 _FORMAT_VERSION = 1  # bump when the cached arrays' meaning changes
-
-
-@dataclass(kw_only=True)
-class DataOptions:
-    """The ``data`` config node; see configs/data/*.yaml for one-line docs of each key."""
-    name: str
-    loader: str                                 # amazon | imdb | mind_topics | text
-    root: str = dataclasses.field(default_factory=lambda: os.environ.get("DATA_ROOT", "data"))
-    path: str | None = None                     # file/folder relative to root; None = loader's search defaults
-    download: bool = True
-    split_sizes: list[int] = dataclasses.field(default_factory=lambda: [40000, 5000, 5000])
-    seed: int = 1234
-    max_train: int | None = None
-    max_eval: int | None = None
-    max_len: int | None = None
-    vocab_size: int | None = 100000
-    min_freq: int = 1
-    tokenizer: str = "regex"
-    lowercase: bool = True
-    glove_path: str | None = None
-    glove_projection: str = "pca"
-    cache_dir: str | None = None
-    num_workers: int | None = None              # tokeniser processes; None = auto (up to 8 when > 20k texts)
-    categories: list[str] | None = None         # amazon
-    fallback_all_categories: bool = True        # amazon
-    use_summary: bool = False                   # amazon
-    label_mode: str = "rating8"                 # imdb: rating8 | binary
-    format: str | None = None                   # imdb: aclimdb | diao_json; text: auto | jsonl | json | csv | tsv
-    variant: str = "large"                      # mind_topics download: small | large
-    body_path: str | None = None                # mind_topics
-    body_column: int | None = None              # mind_topics
-    text_field: Any = None                      # text / diao_json: str or list of str
-    label_field: str | None = None              # text / diao_json
-    label_names: list[str] | None = None        # text: fixed label order (others -> unknown_label)
-
-    @classmethod
-    def from_cfg(cls, cfg: Any) -> "DataOptions":
-        if not isinstance(cfg, dict):
-            from omegaconf import OmegaConf
-            cfg = OmegaConf.to_container(cfg, resolve=True)
-        known = {f.name for f in dataclasses.fields(cls)}
-        bad = sorted(set(cfg) - known)
-        if bad:
-            raise ValueError(f"unknown data config key(s) {bad}; known keys: {sorted(known)}")
-        for key in ("name", "loader"):
-            if cfg.get(key) is None:
-                raise ValueError(f"data.{key} is required (e.g. data.{key}=imdb)")
-        return cls(**{k: v for k, v in cfg.items() if k != "root" or v is not None})
 
 
 class TokenDataset(torch.utils.data.Dataset):
@@ -149,8 +102,7 @@ class ClassificationData:
         else:
             table, stats = glove_init(self.vocab, glove, d_model, projection=o.glove_projection, seed=o.seed)
             saved = {"table": table, "stats": stats}
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(saved, cache)
+            atomic_torch_save(saved, cache)  # parallel runs of a sweep may build it at the same time
         self.info["glove"] = saved["stats"]
         return saved["table"]
 
@@ -162,10 +114,7 @@ class ClassificationData:
         if path.exists():
             return json.loads(path.read_text())
         out = compute()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(out))
-        tmp.replace(path)  # atomic: parallel runs of a sweep may compute it at the same time
+        atomic_write_text(path, json.dumps(out))  # parallel runs of a sweep may compute it at the same time
         return out
 
 
@@ -211,6 +160,55 @@ def split_sizes(n: int, sizes: list[int]) -> tuple[list[int], str]:
     return [n - val - test, val, test], f"proportional to {list(sizes)}: only {n} rows available"
 
 
+def rows_needed(sizes: list[int]) -> int | None:
+    """Fewest rows for which :func:`split_sizes` gives train, val and test >= 1 row each; None if a size is 0."""
+    if len(sizes) != 3 or min(sizes) < 1:
+        return None
+    total = sum(sizes)
+    return max(3, -(-total // sizes[1]), -(-total // sizes[2]))
+
+
+def check_splits(o: DataOptions, sources: list[Path], n_rows: int, labels: dict[str, Any], names: list[str],
+                 label_field: str | None, skipped: dict | None = None) -> None:
+    """One actionable ValueError, before any training, when a split is empty or the training split has < 2 classes.
+
+    ``labels``: split -> that split's label ids (after the ``max_train``/``max_eval`` caps); ``n_rows``: valid rows.
+    """
+    where = ", ".join(map(str, sources))
+    sizes = {k: len(v) for k, v in labels.items()}
+    got = ", ".join(f"{k}={v}" for k, v in sizes.items())
+    empty = [k for k, v in sizes.items() if v < 1]
+    if empty:
+        caps = {"train": ("max_train", o.max_train), "val": ("max_eval", o.max_eval), "test": ("max_eval", o.max_eval)}
+        zero_caps = sorted({f"data.{key}={cap}" for k in empty for key, cap in [caps[k]] if cap is not None and cap < 1})
+        if zero_caps:
+            raise ValueError(f"{where}: {' and '.join(zero_caps)} leaves {'/'.join(empty)} empty ({got}); every split "
+                             f"needs >= 1 row: set it >= 1, or null for no cap")
+        need = rows_needed(list(o.split_sizes))
+        if need is None:
+            raise ValueError(f"{where}: data.split_sizes={list(o.split_sizes)} gives {'/'.join(empty)} 0 rows ({got}); "
+                             f"every split needs >= 1 row: set each of [train, val, test] >= 1")
+        bad = sum((skipped or {}).values())
+        fix = (f"add rows to the file, or set data.split_sizes=[{n_rows - 2}, 1, 1]" if n_rows >= 3 else
+               "add rows to the file (3 valid rows at the very least, one per split)")
+        raise ValueError(f"{where}: only {n_rows} valid row{'s' * (n_rows != 1)}"
+                         f"{f' ({bad} more skipped as bad: {skipped})' if bad else ''}, but data.split_sizes="
+                         f"{list(o.split_sizes)} needs at least {need} rows for train/val/test to get >= 1 row each "
+                         f"(got {got}). Fix: {fix}")
+    present = sorted({int(y) for y in labels["train"]})
+    if len(present) < 2:
+        overall = sorted({int(y) for ys in labels.values() for y in ys})
+        shown = names[present[0]]
+        field = f"data.label_field={o.label_field!r}" if o.label_field else f"label field {label_field!r}"
+        if len(overall) < 2:
+            raise ValueError(f"{where}: all {n_rows} valid rows have the same label {shown!r} ({field}); "
+                             f"classification needs >= 2 classes in the training split. Fix: point data.label_field "
+                             f"at the label column, or use a file with >= 2 distinct labels")
+        raise ValueError(f"{where}: the training split ({sizes['train']} rows) holds only label {shown!r} of the "
+                         f"{len(overall)} labels found ({field}); classification needs >= 2 classes in the training "
+                         f"split. Fix: add rows to the file (or change data.seed / data.split_sizes)")
+
+
 def _splits(n: int, labels: list[int], o: DataOptions, cache: Path) -> tuple[dict[str, list[int]], str]:
     """Seeded permutation split of ``n`` rows, cached as JSON (re-made if the cached row fingerprint differs)."""
     fingerprint = _hash([n, labels])
@@ -225,8 +223,7 @@ def _splits(n: int, labels: list[int], o: DataOptions, cache: Path) -> tuple[dic
     perm = np.random.default_rng(o.seed).permutation(n).tolist()
     bounds = np.cumsum([0, *sizes]).tolist()
     splits = {name: perm[bounds[k]:bounds[k + 1]] for k, name in enumerate(("train", "val", "test"))}
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps({"fingerprint": fingerprint, "how": how, "seed": o.seed, "splits": splits}))
+    atomic_write_text(cache, json.dumps({"fingerprint": fingerprint, "how": how, "seed": o.seed, "splits": splits}))
     return splits, how
 
 
@@ -253,6 +250,8 @@ def _build(o: DataOptions, sources: list[Path], cache_dir: Path) -> tuple[dict, 
     splits, how = _splits(len(keep), y, o, cache_dir / "splits" / f"{o.name}-{split_key}.json")
     caps = {"train": o.max_train, "val": o.max_eval, "test": o.max_eval}
     splits = {k: v if caps[k] is None else v[: caps[k]] for k, v in splits.items()}
+    check_splits(o, sources, len(keep), {k: [y[i] for i in idx] for k, idx in splits.items()}, names,
+                 used.get("label_field"), skipped)
     tok = get_tokenizer(o.tokenizer, lower=o.lowercase)
     order = [(k, i) for k, idx in splits.items() for i in idx]
     flat_tokens = iter(tokenize_all([rows.texts[keep[i]] for _, i in order], tok, workers=o.num_workers))
@@ -288,14 +287,14 @@ def load_classification(cfg: Any) -> ClassificationData:
             arrays = {k: (z[f"{k}_ids"], z[f"{k}_offsets"], z[f"{k}_labels"]) for k in ("train", "val", "test")}
             meta = json.loads(str(z["meta"]))
         itos, names, info = meta["itos"], meta["label_names"], meta["info"]
+        check_splits(o, sources, info["available_rows"], {k: arrays[k][2] for k in arrays}, names,
+                     info.get("label_field"), info.get("skipped"))  # a cache written before these checks existed
     else:
         arrays, itos, names, info = _build(o, sources, cache_dir)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(cache.name + ".tmp.npz")
-        np.savez(tmp, meta=np.array(json.dumps({"itos": itos, "label_names": names, "info": info})),
-                 **{f"{k}_{part}": a for k, arr in arrays.items()
-                    for part, a in zip(("ids", "offsets", "labels"), arr)})
-        tmp.replace(cache)
+        with atomic_path(cache, suffix=".npz") as tmp:  # .npz: np.savez would append it to any other name
+            np.savez(tmp, meta=np.array(json.dumps({"itos": itos, "label_names": names, "info": info})),
+                     **{f"{k}_{part}": a for k, arr in arrays.items()
+                        for part, a in zip(("ids", "offsets", "labels"), arr)})
     info = {**info, "max_len": o.max_len, "cache": str(cache), "cached": hit,
             "load_s": round(time.perf_counter() - t0, 2)}
     data = ClassificationData(*(TokenDataset(*arrays[k], o.max_len) for k in ("train", "val", "test")),

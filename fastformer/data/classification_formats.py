@@ -173,12 +173,10 @@ def read_aclimdb(path: Path, *, cache_dir: Path) -> Rows:
             split, pol, idx, rating = m.groups()
             recs.append([split, pol, int(idx), rating, text])
         recs.sort(key=lambda r: (r[0], r[1], r[2]))  # archive order differs from folder order: fix one
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(cache.name + ".tmp")
-        with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=1) as f:
+        from fastformer.utils import atomic_path  # imports torch: only here, when the cache is written
+        with atomic_path(cache) as tmp, gzip.open(tmp, "wt", encoding="utf-8", compresslevel=1) as f:
             f.write(json.dumps({"skipped": dict(rows.skipped)}) + "\n")
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in recs)
-        tmp.replace(cache)
     for split, pol, _, rating, text in recs:
         rows.add(text, rating, f"{split}/{pol}")
     return rows

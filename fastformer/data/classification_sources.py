@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from fastformer.data import classification_formats as readers
 from fastformer.data.download import ensure_file
-
-if TYPE_CHECKING:
-    from fastformer.data.classification import DataOptions
+from fastformer.data.schema import DataOptions
 
 log = logging.getLogger(__name__)
 

@@ -64,6 +64,7 @@ class MindSplit:
     news: dict[str, News]
     impressions: list[Impression]
     stats: Counter = field(default_factory=Counter)
+    source: str = ""                    # the split's folder or zip (named in errors)
 
     @property
     def labelled(self) -> bool:
@@ -195,7 +196,19 @@ def load_split(root: str | Path, *, version: str, split: str, download: bool = F
     name = f"MIND{version}_{split}"
     with _open_member(src, "news.tsv") as f:
         news = read_news(f, what=f"{src}/news.tsv")
+    if not news:
+        raise ValueError(f"{src}/news.tsv: 0 news rows; a MIND split needs >= 1 (news_id<TAB>category<TAB>subcategory"
+                         f"<TAB>title<TAB>abstract...). Fix: re-extract or re-download {name}")
     with _open_member(src, "behaviors.tsv") as f:
         imps, stats = read_behaviors(f, what=f"{src}/behaviors.tsv")
-    out = MindSplit(name=name, news=news, impressions=imps, stats=stats)
-    return out.drop_unknown() if drop_unknown else out
+    if not imps:
+        raise ValueError(f"{src}/behaviors.tsv: 0 impressions; a MIND split needs >= 1 (impression_id<TAB>user_id"
+                         f"<TAB>time<TAB>history<TAB>N1-1 N2-0 ...). Fix: re-extract or re-download {name}")
+    out = MindSplit(name=name, news=news, impressions=imps, stats=stats, source=str(src))
+    if drop_unknown:
+        out.drop_unknown()
+        if not out.impressions:
+            raise ValueError(f"{src}/behaviors.tsv: all {len(imps)} impressions dropped: none of their candidate news "
+                             f"ids is in {src}/news.tsv ({len(news)} news); >= 1 impression must remain. Fix: use the "
+                             f"news.tsv of the same split")
+    return out

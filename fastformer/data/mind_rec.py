@@ -80,6 +80,34 @@ def _synthetic_root(d: Any, cache_dir: str | None) -> tuple[Path, str]:
     return out, json.loads((out / "MINDsynthetic_test" / "synthetic_info.json").read_text())["data_used"]
 
 
+def _check_impressions(role: str, sp: MindSplit, imps: list[dict], key: str, cap_key: str, cap: int | None) -> None:
+    """One actionable ValueError before training: the training split needs a click beside a non-click (the
+    click-vs-negatives samples), a labelled val/test split needs an impression with both (AUC is undefined otherwise)."""
+    where = f"{sp.source}/behaviors.tsv" if sp.source else sp.name
+    if not imps:
+        raise ValueError(f"{where}: data.{cap_key}={cap} leaves the {role} split ({sp.name}, data.{key}) with 0 "
+                         f"impressions; set it >= 1, or null for all {len(sp.impressions)}")
+    if role == "predict":
+        return  # only ranked (labels optional), never scored or trained on
+    if any(imp["labels"] is None for imp in imps):
+        raise ValueError(f"{where}: the {role} split ({sp.name}, data.{key}) is unlabelled (impressions like 'N1 N2' "
+                         f"without -1/-0, as in MINDlarge_test), so it cannot be "
+                         + ("trained on; set data.train_split=train" if role == "train" else
+                            f"scored; set data.{key}=dev (and data.predict_split=test for the leaderboard "
+                            f"prediction.txt)"))
+    usable = sum(bool(len(imp["pos"]) and len(imp["neg"])) for imp in imps)
+    if usable:
+        return
+    clicks = sum(len(imp["pos"]) for imp in imps)
+    shown = sum(len(imp["cands"]) for imp in imps)
+    need = ("training needs >= 1 impression with a click and a non-clicked candidate (one click-vs-negatives sample)"
+            if role == "train" else "scoring needs >= 1 impression with a click and a non-click (AUC is undefined "
+            "otherwise)")
+    raise ValueError(f"{where}: none of the {len(imps)} impressions of the {role} split ({sp.name}, data.{key}) has "
+                     f"both a click and a non-click ({clicks} clicks among {shown} candidates); {need}. Fix: check "
+                     f"the impressions column (N123-1 N456-0 ...) or use another split")
+
+
 def _cap(imps: list, n: int | None, seed: int) -> list:
     if n is None or n >= len(imps):
         return imps
@@ -140,6 +168,8 @@ def load_mind_rec(d: Any, *, model: Any = None, cache_dir: str | None = None) ->
             out.append({"id": imp.impression_id, "user": hist_index[h], "cands": cands, "labels": lab,
                         "pos": cands[lab == 1] if lab is not None else cands[:0],
                         "neg": cands[lab == 0] if lab is not None else cands[:0]})
+        _check_impressions(role, sp, out, _SPLIT_KEYS[role],
+                           "max_train_impressions" if role == "train" else "max_eval_impressions", cap)
         impressions[role] = out
     shows, clicks = np.zeros(len(news_ids)), np.zeros(len(news_ids))
     for imp in impressions["train"]:

@@ -104,7 +104,10 @@ def iter_records(path: Path) -> Iterator[dict]:
     stem = name[:-3] if name.endswith(".gz") else name
     if stem.endswith(".csv") or stem.endswith(".parquet"):
         import pandas as pd
-        frame = pd.read_csv(path, keep_default_na=False) if stem.endswith(".csv") else pd.read_parquet(path)
+        try:
+            frame = pd.read_csv(path, keep_default_na=False) if stem.endswith(".csv") else pd.read_parquet(path)
+        except pd.errors.EmptyDataError:  # a 0-byte .csv: no records (load_summarization names the file and count)
+            return
         yield from frame.to_dict(orient="records")
         return
     if not (stem.endswith(".jsonl") or stem.endswith(".json")):
@@ -123,19 +126,27 @@ def iter_records(path: Path) -> Iterator[dict]:
                 yield json.loads(line)
 
 
-def read_file(path: Path | str, *, layout: str = "auto", limit: int | None = None) -> list[Example]:
-    """All examples of one file (``limit``: stop after that many); empty documents/summaries are dropped."""
+def read_file(path: Path | str, *, layout: str = "auto", limit: int | None = None,
+              stats: dict | None = None) -> list[Example]:
+    """All examples of one file (``limit``: stop after that many); empty documents/summaries are dropped.
+
+    ``stats``, when given, receives ``records`` (records read) and ``dropped`` (those with an empty source or target).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"summarization data file {path} does not exist")
     out: list[Example] = []
+    records = 0
     for record in iter_records(path):
+        records += 1
         lay = detect_layout(record, path) if layout == "auto" else layout
         ex = to_example(record, lay)
         if ex.source and ex.target:
             out.append(ex)
         if limit is not None and len(out) >= limit:
             break
+    if stats is not None:
+        stats.update(records=records, dropped=records - len(out))
     return out
 
 
@@ -219,6 +230,50 @@ def seeded_split(examples: list[Example], *, val_fraction: float, test_fraction:
     return {"test": pick[:n_test], "validation": pick[n_test:n_test + n_val], "train": pick[n_test + n_val:]}
 
 
+def docs_needed(val_fraction: float, test_fraction: float) -> int | None:
+    """Fewest documents for which :func:`seeded_split` leaves train and each split with a fraction > 0 non-empty."""
+    for n in range(3, 100_000):
+        n_test = max(1, round(n * test_fraction)) if test_fraction > 0 else 0
+        n_val = max(1, round(n * val_fraction)) if val_fraction > 0 else 0
+        if n - n_test - n_val >= 1:
+            return n
+    return None
+
+
+def _empty_split_error(split: str, *, folder: Path, found: dict[str, Path], counts: dict[str, dict],
+                       splits: dict[str, list[Example]], limit: dict, val_fraction: float,
+                       test_fraction: float) -> ValueError:
+    """The one-line error for an empty split: the file, how many usable documents it had, how many were needed."""
+    got = ", ".join(f"{s}={len(splits[s])}" for s in SPLITS)
+    if limit.get(split) is not None and int(limit[split]) < 1:
+        key = "max_train" if split == "train" else "max_eval"
+        return ValueError(f"{folder}: data.{key}={limit[split]} leaves {split} empty ({got}); every split needs >= 1 "
+                          f"document: set it >= 1, or null for no cap")
+    if split in found:  # the split's own file
+        path, c = found[split], counts[split]
+        what = ("holds no records" if not c["records"] else
+                f"has 0 usable {split} documents (all {c['records']} records have an empty source or target)")
+        carve = f", or leave {split} out of data.files to carve it from train" if split != "train" else ""
+        return ValueError(f"{path}: the file {what}; every split needs >= 1 document. Fix: fill the file with "
+                          f"article + summary records (see the layouts in fastformer/data/summarization.py){carve}")
+    src = "all" if "all" in found else "train"  # carved from this file
+    path, c = found[src], counts[src]
+    fractions = {"validation": val_fraction, "test": test_fraction} if src == "all" else {
+        s: (val_fraction if s == "validation" else test_fraction) for s in ("validation", "test") if s not in found}
+    zero = [s for s, f in fractions.items() if f <= 0]
+    if split in zero:
+        key = "val_fraction" if split == "validation" else "test_fraction"
+        return ValueError(f"{path}: data.{key}=0 leaves {split} empty ({got}); set data.{key} > 0, or give a "
+                          f"{split} file in data.files")
+    need = docs_needed(fractions.get("validation", 0.0), fractions.get("test", 0.0))
+    n = c["records"] - c["dropped"]
+    keys = ", ".join(f"data.{'val' if s == 'validation' else 'test'}_fraction={f}" for s, f in fractions.items())
+    return ValueError(f"{path}: only {n} usable document{'s' * (n != 1)} ({c['dropped']} of {c['records']} records "
+                      f"dropped for an empty source or target), but {keys} need at least {need} documents for "
+                      f"{'/'.join(['train', *fractions])} to get >= 1 each (got {got}). Fix: add documents to the "
+                      f"file, or give validation/test files in data.files")
+
+
 def load_summarization(*, root: str | Path, subdir: str, files: str | Mapping[str, str] | None = None,
                        val_fraction: float = 0.1, test_fraction: float = 0.1, split_seed: int = 0,
                        limit: Mapping[str, int | None] | None = None, layout: str = "auto",
@@ -245,12 +300,13 @@ def load_summarization(*, root: str | Path, subdir: str, files: str | Mapping[st
             raise FileNotFoundError(f"data file {p} does not exist; fix data.files or put it there "
                                     f"({SOURCES.get(subdir, '')})")
     limit = dict(limit or {})
+    counts: dict[str, dict] = {k: {} for k in found}  # per file: records read, dropped (for the empty-split error)
     if "all" in found:
-        splits = seeded_split(read_file(found["all"], layout=layout), val_fraction=val_fraction,
+        splits = seeded_split(read_file(found["all"], layout=layout, stats=counts["all"]), val_fraction=val_fraction,
                               test_fraction=test_fraction, seed=split_seed)
         how = f"seeded split (seed {split_seed}, val {val_fraction}, test {test_fraction}) of {found['all'].name}"
     else:
-        splits = {s: read_file(p, layout=layout) for s, p in found.items()}
+        splits = {s: read_file(p, layout=layout, stats=counts[s]) for s, p in found.items()}
         missing = [s for s in SPLITS if s not in splits]
         if missing:
             carved = seeded_split(splits["train"], val_fraction=val_fraction if "validation" in missing else 0.0,
@@ -264,7 +320,9 @@ def load_summarization(*, root: str | Path, subdir: str, files: str | Mapping[st
     for s in SPLITS:
         if limit.get(s) is not None:
             splits[s] = splits[s][: int(limit[s])]
+    for s in SPLITS:
         if not splits[s]:
-            raise ValueError(f"split {s!r} is empty after loading {folder} ({how}); use more data or larger fractions")
+            raise _empty_split_error(s, folder=folder, found=found, counts=counts, splits=splits, limit=limit,
+                                     val_fraction=val_fraction, test_fraction=test_fraction)
     info = {"files": how, "sizes": ", ".join(f"{s}={len(splits[s])}" for s in SPLITS)}
     return splits, info
