@@ -106,8 +106,9 @@ def git_sha(short: bool = True, path: str | os.PathLike | None = None) -> str:
     files have uncommitted changes (``git status --porcelain --untracked-files=no``; new untracked files do not count).
 
     ``unknown`` when git is not installed, ``path`` is not in a git checkout, or it has no commit yet. When only the
-    status check fails the sha gets ``+dirty`` too (a run never claims a clean tree that was not checked). ``--no-optional-locks``: a run never takes the index lock, so it
-    cannot make a concurrent ``git commit`` in the same checkout fail.
+    status check fails the sha gets ``+dirty`` too (a run never claims a clean tree that was not checked).
+    ``--no-optional-locks``: a run never takes the index lock, so it cannot make a concurrent ``git commit`` in the
+    same checkout fail.
     """
     def git(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["git", "--no-optional-locks", *args], cwd=path if path is not None else PROJECT_ROOT,
@@ -145,7 +146,8 @@ def count_params(model: torch.nn.Module) -> int:
 
 
 def _progress_mode(file) -> str:
-    """``tty`` (a live tqdm bar), ``log`` (plain lines at a few milestones) or ``off``; FASTFORMER_PROGRESS forces it."""
+    """``tty`` (a live tqdm bar), ``log`` (plain lines at a few milestones) or ``off``; FASTFORMER_PROGRESS forces
+    it."""
     mode = os.environ.get("FASTFORMER_PROGRESS", "auto").lower()
     if mode in ("tty", "log", "off"):
         return mode

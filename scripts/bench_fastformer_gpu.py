@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from fastformer.bench.timing import failure_status, time_call  # noqa: E402
 from fastformer.kernels import TRITON_AVAILABLE  # noqa: E402
-from fastformer.mixers.fastformer import Fastformer  # noqa: E402
 from fastformer.mixers import build_mixer  # noqa: E402
+from fastformer.mixers.fastformer import Fastformer  # noqa: E402
 from fastformer.models import AttentionPooling, Encoder  # noqa: E402
 from fastformer.utils import atomic_write_text, git_sha  # noqa: E402
 

@@ -56,7 +56,8 @@ def missing_data(stages: list[str], cfg: DictConfig) -> dict[str, list[str]]:
         return {}
     data_overrides = [o for o in cfg.overrides if str(o).lstrip("+").startswith(("data.", "data="))]
     cmd = [sys.executable, str(ROOT / "scripts" / "data.py"), "--datasets", ",".join(names), "--preset", cfg.preset,
-           "--no-rows", "--json", *([] if cfg.fetch_data else ["--no-fetch"]), *(a for o in data_overrides for a in ("--override", str(o)))]
+           "--no-rows", "--json", *([] if cfg.fetch_data else ["--no-fetch"]),
+           *(a for o in data_overrides for a in ("--override", str(o)))]
     print(f"[reproduce] checking data for {names} under {os.environ.get('DATA_ROOT', ROOT / 'data')}", flush=True)
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     statuses = {}
@@ -77,7 +78,8 @@ def main(cfg: DictConfig) -> None:
     if unknown:
         raise SystemExit(f"unknown stage(s) {unknown}; known: {list(STAGE_TABLES)} (configs/reproduce/reproduce.yaml)")
     if cfg.preset not in cfg.seeds:
-        raise SystemExit(f"preset={cfg.preset!r} has no seeds in configs/reproduce/reproduce.yaml; known: {list(cfg.seeds)}")
+        raise SystemExit(f"preset={cfg.preset!r} has no seeds in configs/reproduce/reproduce.yaml; "
+                         f"known: {list(cfg.seeds)}")
     if cfg.on_missing_data not in ("stop", "skip"):
         raise SystemExit(f"on_missing_data={cfg.on_missing_data!r} is not one of ['stop', 'skip']")
     t0 = time.perf_counter()

@@ -58,7 +58,7 @@ def test_shared_root_all_present():
     assert r.returncode == 0, r.stdout + r.stderr
     rows = {ln.split()[0]: ln.split() for ln in r.stdout.splitlines()[3:] if ln.strip()}
     assert set(rows) == set(DATASETS)
-    for name, cols in rows.items():
+    for cols in rows.values():
         assert cols[2] == "present", cols
     assert rows["imdb"][3] == "50,000" and rows["amazon"][3] == "20,216" and rows["pubmed"][3] == "3,000"
 
@@ -70,7 +70,8 @@ def _sample_records(kind: str, n: int) -> list[dict]:
         src = root and root / "pubmed" / "sumpubmed_sample.jsonl.gz"
         if src and src.is_file():
             with gzip.open(src, "rt") as f:
-                return [{"article": r["article"], "abstract": r["abstract"]} for r in map(json.loads, f.readlines()[:n])]
+                rows = map(json.loads, f.readlines()[:n])
+                return [{"article": r["article"], "abstract": r["abstract"]} for r in rows]
         return [{"article": f"article {i} text about cells. more text.", "abstract": f"summary {i}."} for i in range(n)]
     src = root and root / "cnn_dailymail" / "validation_sample.csv.gz"
     if src and src.is_file():

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from fastformer.analysis.interaction import Interaction, effective_rank, first_mixer_sensitivity

@@ -77,10 +77,11 @@ def test_discovery_and_seeded_split(tmp_path):
     assert a == b and a["test"] != c["test"] and "seeded split" in info["files"]
     ids = [e.id for s in a.values() for e in s]
     assert len(set(ids)) == 30  # disjoint, complete
-    for s, p in [("train", "train.jsonl"), ("validation", "val.jsonl"), ("test", "test.jsonl")]:
+    for p in ("train.jsonl", "val.jsonl", "test.jsonl"):
         write_fixture(tmp_path / "pubmed", "ccdv", "jsonl", 6, name=p.split(".")[0])
     named, info = load_summarization(root=tmp_path, subdir="pubmed", limit={"train": 4})
-    assert [len(named[s]) for s in ("train", "validation", "test")] == [4, 6, 6] and "train=train.jsonl" in info["files"]
+    assert [len(named[s]) for s in ("train", "validation", "test")] == [4, 6, 6]
+    assert "train=train.jsonl" in info["files"]
 
 
 def test_missing_and_ambiguous_data_errors(tmp_path):
@@ -281,14 +282,15 @@ def test_task_end_to_end_and_table6(tmp_path, monkeypatch):
     from hydra import compose, initialize_config_dir
 
     from fastformer.results import table6
+    from fastformer.tasks.summarization import SummarizationTask
     from fastformer.train.logging import build_logger
     from fastformer.train.trainer import Trainer
-    from fastformer.tasks.summarization import SummarizationTask
 
     root = Path(__file__).resolve().parents[1]
     monkeypatch.setenv("PROJECT_ROOT", str(root))
     write_fixture(tmp_path / "data" / "cnn_dailymail", "cnndm", "csv.gz", 40, name="sample")
-    overrides = [f"paths.root_dir={root}", "experiment=cnndm/fastformer", "preset=quick", "logger=none", f"data.root={tmp_path / 'data'}",
+    overrides = [f"paths.root_dir={root}", "experiment=cnndm/fastformer", "preset=quick", "logger=none",
+                 f"data.root={tmp_path / 'data'}",
                  "data.files=sample.csv.gz", "data.max_train=24", "data.max_eval=6", "data.max_src_len=48",
                  "data.max_tgt_len=12", "data.vocab_size=400", f"data.cache_dir={tmp_path / 'cache'}",
                  "model.d_model=32", "model.n_heads=4", "trainer.max_epochs=2", "trainer.progress_bar=false",

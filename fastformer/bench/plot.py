@@ -1,7 +1,7 @@
 """Figure 2 style plot: two panels (Inference, Training), log-scale y, x = "Sequence Length/Batch Size"."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from fastformer.bench.grid import Row
 from fastformer.utils import atomic_path

@@ -19,10 +19,10 @@ import ctypes
 import gc
 import statistics
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -54,7 +54,7 @@ class PeakMemory:
     def __init__(self, device: torch.device):
         self.device, self.peak_mib = device, float("nan")
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         gc.collect()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from fastformer.bench.grid import Row
 from fastformer.bench.paper import FIGURE2, PAPER_NAMES, paper_ratio
@@ -66,7 +66,7 @@ def _base(label: str) -> str:
 def reference_label(rows: Sequence[Row]) -> str | None:
     """The Fastformer curve that ratios are taken against: plain ``fastformer`` if run, else its first variant."""
     labels = _labels(rows)
-    return "fastformer" if "fastformer" in labels else next((l for l in labels if _base(l) == "fastformer"), None)
+    return "fastformer" if "fastformer" in labels else next((lab for lab in labels if _base(lab) == "fastformer"), None)
 
 
 def ratio_rows(rows: Sequence[Row]) -> list[dict]:

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from fastformer.data.download import DataUnavailableError
 
@@ -142,6 +143,7 @@ def _classification(dataset: str, d: dict, fetch: bool, count_rows: bool) -> Dat
 
 def _imdb_members(path: Path):
     import tarfile
+
     from fastformer.data.classification_formats import _IMDB_MEMBER
     if Path(path).is_dir():
         yield from (p for p in Path(path).rglob("*.txt") if _IMDB_MEMBER.search(p.as_posix()))

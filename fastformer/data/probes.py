@@ -31,8 +31,8 @@ Probes (``PROBES``):
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -223,7 +223,8 @@ class ProbeDataset(Dataset):
             end = start + n_samples
             blocks = [_block(kind, seq_len, seed, split, b, params) for b in range(start // BLOCK, -(-end // BLOCK))]
             lo = start - (start // BLOCK) * BLOCK
-            ids = np.concatenate([b[0] for b in blocks])[lo:lo + n_samples] if blocks else np.zeros((0, seq_len), np.int64)
+            ids = (np.concatenate([b[0] for b in blocks])[lo:lo + n_samples] if blocks
+                   else np.zeros((0, seq_len), np.int64))
             target = np.concatenate([b[1] for b in blocks])[lo:lo + n_samples] if blocks else ids.copy()
         else:
             items = [make_item(kind, seq_len, seed=seed, split=split, idx=start + i, **params)

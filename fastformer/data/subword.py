@@ -13,8 +13,8 @@ The trained tokenizer is cached as ``<cache_dir>/bpe-<hash>.json``; the hash cov
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -59,7 +59,7 @@ class SubwordVocab:
         self.tok.save(str(path))
 
     @classmethod
-    def load(cls, path: str | Path) -> "SubwordVocab":
+    def load(cls, path: str | Path) -> SubwordVocab:
         return cls(Tokenizer.from_file(str(path)))
 
 

@@ -19,9 +19,10 @@ import logging
 import os
 import re
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch is imported lazily so tokeniser worker processes start fast
     import torch
@@ -99,7 +100,7 @@ class Vocab:
         self.stoi = {t: i for i, t in enumerate(self.itos)}
 
     @classmethod
-    def build(cls, token_lists: Iterable[Sequence[str]], *, max_size: int | None = None, min_freq: int = 1) -> "Vocab":
+    def build(cls, token_lists: Iterable[Sequence[str]], *, max_size: int | None = None, min_freq: int = 1) -> Vocab:
         """Words with count >= ``min_freq``, most frequent first (ties alphabetical), ``max_size`` incl. specials."""
         counts = Counter()
         for toks in token_lists:
@@ -127,7 +128,7 @@ class Vocab:
         Path(path).write_text(json.dumps(self.itos, ensure_ascii=False))
 
     @classmethod
-    def load(cls, path: Path) -> "Vocab":
+    def load(cls, path: Path) -> Vocab:
         return cls(json.loads(Path(path).read_text()))
 
 

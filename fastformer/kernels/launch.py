@@ -52,7 +52,7 @@ class Launch:
     dot: str | None = None  # "fp32" (ieee) | "input" (operands in the input dtype) | "tf32" (fp32 tiles, tf32 dots)
     dot_bwd: str | None = None  # the same for the backward kernel; None: as ``dot``, but fp32 on sm_8x (D <= 512)
 
-    def resolve(self, D: int, H: int, dtype, arch: int = 90) -> "Launch":
+    def resolve(self, D: int, H: int, dtype, arch: int = 90) -> Launch:
         """fill every ``None`` field for hidden size ``D``, ``H`` heads, input ``dtype`` and GPU compute capability
         ``arch`` (e.g. 80, 90); checks the overrides."""
         D_pad, _ = pads(D, H)

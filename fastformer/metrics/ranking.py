@@ -1,4 +1,5 @@
-"""Per-impression ranking metrics of the official MIND evaluation (msnews/MIND ``evaluate.py``), averaged over impressions.
+"""Per-impression ranking metrics of the official MIND evaluation (msnews/MIND ``evaluate.py``), averaged over
+impressions.
 
 For one impression with click labels ``y`` (1 = clicked) and scores ``s``:
 
@@ -19,8 +20,8 @@ official script ignores "masked" impressions.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 from sklearn.metrics import roc_auc_score

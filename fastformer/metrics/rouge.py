@@ -8,7 +8,7 @@ a model emits newlines.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from rouge_score import rouge_scorer
 

@@ -2,7 +2,6 @@
 
 Importing this package registers every mixer in the repository (one file per mixer).
 """
-from fastformer.mixers.base import MIXERS, TokenMixer, build_mixer, implementation_report, mixer_kwargs, register_mixer
 from fastformer.mixers import (  # noqa: F401,E402  (each import registers one mixer)
     bigbird,
     fastformer,
@@ -14,5 +13,6 @@ from fastformer.mixers import (  # noqa: F401,E402  (each import registers one m
     poolingformer,
     transformer,
 )
+from fastformer.mixers.base import MIXERS, TokenMixer, build_mixer, implementation_report, mixer_kwargs, register_mixer
 
 __all__ = ["MIXERS", "TokenMixer", "build_mixer", "implementation_report", "mixer_kwargs", "register_mixer"]

@@ -14,12 +14,12 @@ builds one and fails with the list of valid names / keyword arguments when given
 from __future__ import annotations
 
 import inspect
-from typing import Callable, Dict, Type
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-MIXERS: Dict[str, Type["TokenMixer"]] = {}
+MIXERS: dict[str, type[TokenMixer]] = {}
 
 
 class TokenMixer(nn.Module):
@@ -38,10 +38,10 @@ class TokenMixer(nn.Module):
         raise NotImplementedError
 
 
-def register_mixer(name: str) -> Callable[[Type[TokenMixer]], Type[TokenMixer]]:
+def register_mixer(name: str) -> Callable[[type[TokenMixer]], type[TokenMixer]]:
     """Class decorator adding a ``TokenMixer`` subclass to ``MIXERS`` under ``name``."""
 
-    def deco(cls: Type[TokenMixer]) -> Type[TokenMixer]:
+    def deco(cls: type[TokenMixer]) -> type[TokenMixer]:
         if name in MIXERS and MIXERS[name] is not cls:
             raise ValueError(f"mixer name {name!r} registered twice ({MIXERS[name].__name__}, {cls.__name__})")
         if not issubclass(cls, TokenMixer):

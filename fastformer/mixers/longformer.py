@@ -30,7 +30,6 @@ from torch import nn
 
 from fastformer.mixers.base import TokenMixer, register_mixer
 
-
 #: ``chunked_band_attention`` attends densely (band-masked) when the whole key sequence is at most this many times the
 #: per-chunk key window; tests set it to 0 to force the chunked path.
 DENSE_FACTOR = 2.0
@@ -127,7 +126,8 @@ def default_chunk(one_sided: int) -> int:
 class Longformer(TokenMixer):
     """Sliding-window + global attention. Options (keyword-only):
 
-    window    total sliding-window span w (even); each token sees ±w/2 neighbours (Table 8 "Window", HF attention_window)
+    window    total sliding-window span w (even); each token sees ±w/2 neighbours (Table 8 "Window",
+              HF attention_window)
     n_global  number of leading positions with global attention (Table 8 "# Global tokens"); 0 = window only
     dropout   attention-probability dropout
     impl      "fast" (chunked SDPA, plain PyTorch) | "hf" (transformers' LongformerSelfAttention); same parameters

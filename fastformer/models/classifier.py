@@ -1,7 +1,8 @@
 """Text classifier: token embedding -> Encoder(any mixer) -> attention pooling -> linear (paper §3, Table 8)."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn

@@ -18,13 +18,13 @@ adds no token-to-token interaction beyond that, so a mixer that pools still cann
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
-from fastformer.mixers import MIXERS, TokenMixer, build_mixer
-from fastformer.mixers import mixer_kwargs as mixer_kwargs_of
+from fastformer.mixers import MIXERS, TokenMixer, build_mixer, mixer_kwargs as mixer_kwargs_of
 
 
 class FeedForward(nn.Module):

@@ -17,7 +17,7 @@ the ``beam``-th best of them (an exact bound, since log-probabilities only add n
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn

@@ -13,7 +13,8 @@ Rows with no real token / users with no history attend to position 0 (the paddin
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn

@@ -14,7 +14,8 @@ passes of length 1 instead of re-running the whole prefix. ``reorder_state`` per
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -63,7 +64,8 @@ class DecoderLayer(nn.Module):
         if past == 0:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=t > 1, dropout_p=p)  # (B, h, t, dh)
         else:  # query i (absolute position past+i) sees keys 0..past+i
-            allowed = torch.arange(past + t, device=x.device)[None, :] <= (past + torch.arange(t, device=x.device))[:, None]
+            q_pos = past + torch.arange(t, device=x.device)
+            allowed = torch.arange(past + t, device=x.device)[None, :] <= q_pos[:, None]
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p)  # (B, h, t, dh)
         x = x + self.drop(self.self_out(self._merge(y)))
         q = self._heads(self.cross_q(self.norm2(x)))  # (B, h, t, dh)
@@ -117,7 +119,8 @@ class Seq2Seq(nn.Module):
                 "cross": kv, "cache": [{} for _ in self.layers]}
 
     def decode(self, tgt: torch.Tensor, state: State, *, incremental: bool) -> torch.Tensor:
-        """tgt: (B, t) new tokens at positions state["pos"]... -> logits (B, t, V); advances the state if incremental."""
+        """tgt: (B, t) new tokens at positions state["pos"]... -> logits (B, t, V); advances the state if
+        incremental."""
         t = tgt.shape[1]
         start = state["pos"] if incremental else 0
         if start + t > self.max_tgt_len:

@@ -36,7 +36,7 @@ def reference(m, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Ten
             sl = slice(hd * dh, (hd + 1) * dh)
             qs = [q[i, sl] for i in range(N)]
 
-            def pool(vecs, w, weights_from=None):
+            def pool(vecs, w, weights_from=None, real=real, hd=hd):  # (bound: called within this iteration)
                 src = weights_from or vecs
                 if m.pooling == "mean":
                     idx = [i for i in range(N) if real[i]]
@@ -44,7 +44,7 @@ def reference(m, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Ten
                 wv = w[0 if w.shape[0] == 1 else hd]
                 return _softmax_pool([wv @ s / math.sqrt(dh) for s in src], vecs, real)
 
-            def interact(g, t, mix):
+            def interact(g, t, mix, hd=hd):
                 if m.interaction == "product":
                     return g * t
                 if m.interaction == "add":
