@@ -295,9 +295,8 @@ def test_metrics_json_records_the_mixer_implementation(monkeypatch, compose_cfg,
     metrics.json's mixer_impl says what was requested, what ran and why."""
     import json
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
-    from train import train
-
     from fastformer.kernels import _Auto
+    from train import train
     monkeypatch.setattr(_Auto, "fused_device", staticmethod(lambda x: True))
     monkeypatch.setattr(fastformer_fn, "fastformer_triton_forward", _fake_fused(out_scale=1.01))
     cfg = compose_cfg([f"data.root={fixture_root}", f"paths.cache_dir={tmp_path}/cache", "logger=none",

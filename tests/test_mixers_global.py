@@ -10,9 +10,7 @@ import torch
 
 from fastformer.mixers import build_mixer
 from fastformer.mixers.bigbird import sample_distinct
-from fastformer.mixers.naive import bigbird as ref_bigbird
-from fastformer.mixers.naive import linformer as ref_linformer
-from fastformer.mixers.naive import performer as ref_performer
+from fastformer.mixers.naive import bigbird as ref_bigbird, linformer as ref_linformer, performer as ref_performer
 from fastformer.mixers.performer import favor_features, orthogonal_gaussian
 
 D, H = 32, 4
