@@ -9,6 +9,7 @@ exactly those dirs.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -131,3 +133,21 @@ def test_stage_first_dirs_literal():
 def test_stage_files_pin_the_table_layout(stage):
     cfg = yaml.safe_load((CONFIGS / "sweep" / f"{stage}.yaml").read_text())
     assert cfg["hydra"]["sweep"]["subdir"] == OLD_LAYOUT
+
+
+# ---- launchers ----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("launcher", ["local_parallel", "local_submitit"])
+def test_launcher_runs_two_jobs_into_their_own_dirs(launcher, tmp_path):
+    args = [*PROBE, f"paths.cache_dir={tmp_path}/cache", "optimizer.lr=1e-3,3e-4", f"hydra/launcher={launcher}",
+            f"hydra.sweep.dir={tmp_path}/sweep"]
+    expected = [d for d, _ in sweep_job_dirs(args)]
+    launch(args)
+    assert len(set(expected)) == 2
+    metrics = [json.loads((Path(d) / "metrics.json").read_text()) for d in expected]
+    assert metrics[0]["config_hash"] != metrics[1]["config_hash"]
+    lrs = [OmegaConf.load(Path(d) / ".hydra" / "config.yaml").optimizer.lr for d in expected]
+    assert lrs == [1e-3, 3e-4]
+    assert sorted(p.parent for p in (tmp_path / "sweep").rglob("metrics.json")) == sorted(Path(d) for d in expected)
+    if launcher == "local_submitit":
+        assert list((tmp_path / "sweep" / ".submitit").glob("*/*_result.pkl"))
