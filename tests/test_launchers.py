@@ -151,3 +151,25 @@ def test_launcher_runs_two_jobs_into_their_own_dirs(launcher, tmp_path):
     assert sorted(p.parent for p in (tmp_path / "sweep").rglob("metrics.json")) == sorted(Path(d) for d in expected)
     if launcher == "local_submitit":
         assert list((tmp_path / "sweep" / ".submitit").glob("*/*_result.pkl"))
+
+
+# ---- Optuna -------------------------------------------------------------------------------------------------------
+
+def test_optuna_example_tunes_on_validation(fixture_root, tmp_path):
+    """+sweep=optuna_example, 2 trials: optimization_results.yaml's best value is a trial's validation monitor value
+    (the best of the two, direction maximize), and the best params are that trial's."""
+    args = ["+sweep=optuna_example", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=1",
+            f"hydra.sweep.dir={tmp_path}/optuna", f"data.root={fixture_root}", f"paths.cache_dir={tmp_path}/cache",
+            "logger=none", "trainer.progress_bar=false", "model.d_model=32", "model.n_heads=4", "data.max_len=64",
+            "task.batch_size=16", "trainer.max_epochs=1"]
+    launch(args)
+    res = OmegaConf.load(tmp_path / "optuna" / "optimization_results.yaml")
+    trials = {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "optuna").rglob("metrics.json")}
+    assert sorted(trials) == ["trial0", "trial1"]
+    val = [m["val"][m["monitor"]] for m in trials.values()]
+    assert all(m["monitor"] == "acc" and m["experiment"] == "imdb/fastformer" for m in trials.values())
+    assert res.best_value == max(val), (res, val, [m["test"] for m in trials.values()])
+    assert 1e-4 <= res.best_params["optimizer.lr"] <= 1e-2 and 0 <= res.best_params["model.dropout"] <= 0.3
+    best_lrs = [OmegaConf.load(tmp_path / "optuna" / t / ".hydra" / "config.yaml").optimizer.lr
+                for t, m in trials.items() if m["val"][m["monitor"]] == res.best_value]
+    assert any(lr == pytest.approx(res.best_params["optimizer.lr"]) for lr in best_lrs), (best_lrs, res.best_params)
