@@ -1,8 +1,8 @@
 """MIND (Microsoft News Dataset, Wu et al. ACL 2020) loader for news recommendation, official file layout.
 
 A split lives in ``<root>/MIND<version>_<split>/`` (folder) or ``<root>/MIND<version>_<split>.zip`` (the official
-archive, read in place), with ``version`` in ``small | large | synthetic`` (synthetic = ``fastformer.data.synthetic_mind``)
-and ``split`` in ``train | dev | test``. Files, tab-separated, no header:
+archive, read in place), with ``version`` in ``small | large | synthetic`` (synthetic =
+``fastformer.data.synthetic_mind``) and ``split`` in ``train | dev | test``. Files, tab-separated, no header:
 
 * ``news.tsv``: ``news_id, category, subcategory, title, abstract, url, title_entities, abstract_entities``
 * ``behaviors.tsv``: ``impression_id, user_id, time, history, impressions`` where ``history`` is space-separated
@@ -19,9 +19,9 @@ import io
 import logging
 import zipfile
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from fastformer.data.download import DataUnavailableError, ensure_file
 
@@ -70,7 +70,7 @@ class MindSplit:
     def labelled(self) -> bool:
         return all(imp.labels is not None for imp in self.impressions)
 
-    def drop_unknown(self, known: Iterable[str] | None = None) -> "MindSplit":
+    def drop_unknown(self, known: Iterable[str] | None = None) -> MindSplit:
         """Remove news ids not in ``known`` (default: this split's news.tsv) from histories and candidates.
 
         Counts ``unknown_history_ids``, ``unknown_candidate_ids`` and ``impressions_dropped_no_candidates``
@@ -180,8 +180,9 @@ def ensure_split(root: str | Path, *, version: str, split: str, download: bool =
         return found
     name = f"MIND{version}_{split}"
     if version == "synthetic":
-        raise DataUnavailableError(f"{name} not found under data root {root}: run `python scripts/make_synthetic_mind.py "
-                                   f"--out {root}` (or keep data.synthetic.auto_generate=true)")
+        raise DataUnavailableError(f"{name} not found under data root {root}: run "
+                                   f"`python scripts/make_synthetic_mind.py --out {root}` "
+                                   "(or keep data.synthetic.auto_generate=true)")
     url = MIND_URLS.get((version, split))
     if url is None:
         raise DataUnavailableError(f"MIND{version} has no {split} split (official splits: "

@@ -7,7 +7,8 @@
 * impressions as news-row arrays (``cands``, ``labels``, ``pos``, ``neg``); unknown news ids are dropped and counted
   (see ``MindSplit.drop_unknown``), except in the ``predict`` split, where they map to the padding row so every
   candidate of the leaderboard file still gets a rank;
-* ``data.version=synthetic`` with no synthetic data under ``data.root`` generates it (``data.synthetic``) into the cache.
+* ``data.version=synthetic`` with no synthetic data under ``data.root`` generates it (``data.synthetic``) into the
+  cache.
 """
 from __future__ import annotations
 
@@ -82,7 +83,8 @@ def _synthetic_root(d: Any, cache_dir: str | None) -> tuple[Path, str]:
 
 def _check_impressions(role: str, sp: MindSplit, imps: list[dict], key: str, cap_key: str, cap: int | None) -> None:
     """One actionable ValueError before training: the training split needs a click beside a non-click (the
-    click-vs-negatives samples), a labelled val/test split needs an impression with both (AUC is undefined otherwise)."""
+    click-vs-negatives samples), a labelled val/test split needs an impression with both (AUC is undefined
+    otherwise)."""
     where = f"{sp.source}/behaviors.tsv" if sp.source else sp.name
     if not imps:
         raise ValueError(f"{where}: data.{cap_key}={cap} leaves the {role} split ({sp.name}, data.{key}) with 0 "

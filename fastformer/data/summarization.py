@@ -23,9 +23,10 @@ import gzip
 import json
 import random
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 SPLITS = ("train", "validation", "test")
 EXTENSIONS = (".csv", ".jsonl", ".json", ".parquet")
@@ -70,8 +71,8 @@ def detect_layout(record: Mapping[str, Any], path: Path | str = "<record>") -> s
         return "cohan"
     if {"article", "abstract"} <= keys:
         return "ccdv"
-    raise ValueError(f"{path}: unknown summarization layout with fields {sorted(keys)}; expected "
-                     "article+highlights (CNN/DM), article+abstract (ccdv PubMed) or article_text+abstract_text (Cohan)")
+    raise ValueError(f"{path}: unknown summarization layout with fields {sorted(keys)}; expected article+highlights "
+                     "(CNN/DM), article+abstract (ccdv PubMed) or article_text+abstract_text (Cohan)")
 
 
 def _as_text(value: Any, sep: str) -> str:
