@@ -230,7 +230,8 @@ class Hooks:
             else:
                 setup()
                 memo[key] = {k: v for k, v in task.__dict__.items()
-                             if k not in ("cfg", "run_dir", "setup", "training_step", "evaluate", "summarize")}
+                             if k not in ("cfg", "run_dir", "setup", "training_step", "evaluate", "summarize",
+                                          "_loader_fn", "_datasets")}
             self.setup_s = time.perf_counter() - t0
             self.budget_end = min(self.budget_end, time.perf_counter() + self.run_budget)
             self.phase = "training step 1"
@@ -247,7 +248,7 @@ class Hooks:
             self.tokens.append(int(n_tok))
             return loss, n_tok
 
-        def evaluate_hook(model, loader):
+        def evaluate_hook(model, split):
             self.sync()
             t0 = time.perf_counter()
             if self.end_steps is None:
@@ -256,16 +257,16 @@ class Hooks:
                 raise OverBudget(f"over the run budget before the evaluation ({len(self.starts)} steps done)")
             self.phase = "evaluation"
             n_dec = len(self.decodes)
-            out = evaluate(model, loader)
+            out = evaluate(model, split)
             self.sync()
             dec_s = sum(s for s, _ in self.decodes[n_dec:])
-            self.evals.append((time.perf_counter() - t0 - dec_s, len(loader.dataset)))
+            self.evals.append((time.perf_counter() - t0 - dec_s, len(task.dataset(split))))
             return out
 
-        def summarize_hook(model, loader):
+        def summarize_hook(model, split):
             self.sync()
             t0 = time.perf_counter()
-            out = summarize(model, loader)
+            out = summarize(model, split)
             self.sync()
             self.decodes.append((time.perf_counter() - t0, len(out[0])))
             return out
@@ -339,7 +340,7 @@ def run_cell(table: str, ds: str, mixer: str, a, root: Path, work: Path, memo: d
             row["test_metric"] = f"{mon} {test[mon]:.1f}"
         if task_name == "newsrec":
             imps = len(task.data.impressions["train"])
-            row["clicks_per_impression"] = len(task.train_loader.dataset) / max(imps, 1)
+            row["clicks_per_impression"] = len(task.dataset("train")) / max(imps, 1)
     except OverBudget as err:
         row["status"] = f"over run budget ({budget:.0f} s): {err}"
     except Exception as err:  # noqa: BLE001 -- recorded in the table, the next cell runs

@@ -194,14 +194,14 @@ def test_end_to_end_beats_random_and_popularity(tmp_path):
     model = task.build_model()
     opt = torch.optim.Adam(model.parameters(), lr=5e-3)
     for _ in range(4):
-        for batch in task.train_loader:
+        for batch in task.loader("train"):
             loss, n_tok = task.training_step(model, batch)
             opt.zero_grad()
             loss.backward()
             opt.step()
     model.eval()
     with torch.no_grad():
-        out = task.evaluate(model, task.test_loader)
+        out = task.evaluate(model, "test")
     assert out["n_impressions"] == 200 and abs(out["rand_auc"] - 50) < 8
     assert out["auc"] > 65 and out["auc"] > out["pop_auc"] + 5, out
     pred = task.predict(model, tmp_path / "pred")  # official file, scored like the official script

@@ -224,11 +224,11 @@ def test_every_probe_experiment_composes_builds_and_trains_one_step(row):
     task = ProbeTask(cfg)
     task.setup()
     model = task.build_model()
-    loss, n_tokens = task.training_step(model, next(iter(task.train_loader)))
+    loss, n_tokens = task.training_step(model, next(iter(task.loader("train"))))
     loss.backward()
     assert torch.isfinite(loss) and n_tokens == 8 * 32
     with torch.no_grad():
-        metrics = task.evaluate(model.eval(), task.val_loader)
+        metrics = task.evaluate(model.eval(), "val")
     assert 0.0 <= metrics["acc"] <= 100.0 and task.data_info()["probe"] == "mqar"
 
 

@@ -86,7 +86,7 @@ def run_interaction(run_dir, n_seqs: int = 8, split: str = "test") -> dict:
     model.load_state_dict(torch.load(run_dir / "checkpoints" / "best.pt", map_location="cpu",
                                      weights_only=False)["model"])
     model.eval()
-    ds = {"test": task.test_loader, "val": task.val_loader}[split].dataset
+    ds = task.dataset(split)
     jm = [first_mixer_sensitivity(model, ds[i]["ids"], ds[i]["mask"]) for i in range(min(n_seqs, len(ds)))]
     out = {**Interaction.of(jm).__dict__, "n_seqs": len(jm), "split": split,
            "mean_J": torch.stack(jm).mean(0).tolist() if len({j.shape for j in jm}) == 1 else None}

@@ -1,30 +1,68 @@
 """The ``Task`` contract between a task (data, model, loss, metrics) and the generic ``Trainer`` (the loop).
 
-Subclasses implement::
+A task **declares**; the Trainer **runs**. A subclass implements::
 
-    name: str                        # "classification" | "newsrec" | "summarization" | "probe" ...
-    monitor: str                     # validation metric picking the best epoch (higher is better; set in configs/task)
-    setup() -> None                  # load data; set self.train_loader / self.val_loader / self.test_loader
-    build_model() -> nn.Module
-    training_step(model, batch) -> (loss: scalar Tensor, n_tokens: int)
-    evaluate(model, loader) -> dict[str, float]   # called by the Trainer under torch.no_grad() with model.eval()
-    data_info() -> dict              # what data was actually used, e.g. {"data_used": "aclImdb 8-class ..."}
-    reference_metrics() -> dict      # optional: non-neural references on the same split (metrics.json "baselines")
-    train_dataset(epoch) -> Dataset  # optional: the training set of an epoch (default: train_loader.dataset every
-                                     # epoch; the recall probes draw fresh sequences per epoch)
+    name: str                          # "classification" | "newsrec" | "summarization" | "probe" ...
+    monitor: str                       # validation metric picking the best epoch (higher is better; configs/task)
+    setup() -> None                    # load / build the data (nothing else: no loaders, no model)
+    datasets() -> {split: Dataset}     # at least "train", "val", "test"; extra named splits are allowed
+                                       # (summarization: "val_rouge", the decoded validation subset; MIND: "predict")
+    collate(split) -> callable | None  # the collate function of a split (None: torch's default)
+    build_model() -> nn.Module         # use self.encoder_kwargs() for the parts every task shares
+    training_step(model, batch) -> (loss: scalar Tensor, n_tokens: int)   # batch is already on the device
+    evaluate(model, split) -> {name: float}    # under torch.no_grad() + model.eval() (the Trainer sets both);
+                                       # iterate with self.batches(split, device): device-moved batches of the
+                                       # loader the Trainer built for that split
+Optional::
 
-Batches are (nested) dicts / lists of tensors; the Trainer moves them to the device. The Trainer rebuilds the training
-DataLoader from ``train_loader.dataset`` / ``.batch_size`` / ``.collate_fn`` with its own seeded (and, under DDP,
-distributed) sampler, so epochs are reproducible and resumable; val/test loaders are used as given.
+    train_dataset(epoch) -> Dataset    # the training set of an epoch (default: datasets()["train"] every epoch;
+                                       # the recall probes draw fresh sequences per epoch)
+    data_info() -> dict                # what data was actually used, e.g. {"data_used": "aclImdb 8-class ..."}
+    reference_metrics() -> dict        # non-neural references on the same split (metrics.json "baselines")
+    write_outputs(run_dir) -> None     # after the final test evaluation: inspectable outputs (test summaries)
+    predict(model, run_dir) -> dict    # ``predict=true``: a prediction file (MIND leaderboard prediction.txt)
+
+The Trainer owns everything else: it builds every DataLoader (batch sizes ``task.batch_size`` /
+``task.eval_batch_size``, ``task.num_workers``, a seeded sampler per epoch, a ``DistributedSampler`` under DDP,
+``pin_memory`` on CUDA) through :func:`build_loader`, moves batches to the device, checkpoints and resumes, reloads
+the best epoch, evaluates ``val`` and ``test``, calls the hooks and writes ``metrics.json``. ``scripts/train.py`` only
+composes the config and calls the Trainer. Used outside a Trainer (tests, notebooks), ``loader(split)`` builds a
+plain loader with the same function.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+SPLITS = ("train", "val", "test")  # the splits every task declares
+
+
+def to_device(batch: Any, device: torch.device | str) -> Any:
+    """Tensors of a (nested) dict / list / tuple batch moved to ``device``; other leaves unchanged."""
+    if torch.is_tensor(batch):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+def build_loader(task: "Task", split: str, *, dataset: Dataset | None = None, sampler: Sampler | None = None,
+                 batch_size: int | None = None, pin_memory: bool = False) -> DataLoader:
+    """The one DataLoader builder: ``split``'s dataset (or ``dataset``), the task's collate function, the task
+    config's batch size (``batch_size`` for train, ``eval_batch_size`` otherwise; ``batch_size`` replaces it, e.g. a
+    DDP rank's share) and ``num_workers``; evaluation
+    splits keep their order (no shuffling), training order comes from ``sampler`` (the Trainer's seeded one)."""
+    tc = task.cfg.task
+    ds = dataset if dataset is not None else task.dataset(split)
+    bs = batch_size or (int(tc.batch_size) if split == "train" else int(tc.get("eval_batch_size") or tc.batch_size))
+    return DataLoader(ds, batch_size=bs, sampler=sampler, shuffle=False, collate_fn=task.collate(split),
+                      num_workers=int(tc.get("num_workers") or 0), pin_memory=pin_memory, drop_last=False)
 
 
 class Task:
@@ -33,13 +71,18 @@ class Task:
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg
         self.monitor: str = cfg.task.get("monitor", "acc")
-        self.train_loader: DataLoader | None = None
-        self.val_loader: DataLoader | None = None
-        self.test_loader: DataLoader | None = None
-        self.run_dir: str | None = None  # set by the Trainer: where metrics.json and extra outputs go
+        self._datasets: dict[str, Dataset] | None = None
+        self._loader_fn: Callable[[str], DataLoader] | None = None  # bound by the Trainer
 
+    # ------------------------------------------------------------------------------------------- to implement
     def setup(self) -> None:
         raise NotImplementedError
+
+    def datasets(self) -> dict[str, Dataset]:
+        raise NotImplementedError
+
+    def collate(self, split: str) -> Callable | None:
+        return None
 
     def build_model(self) -> nn.Module:
         raise NotImplementedError
@@ -47,14 +90,61 @@ class Task:
     def training_step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, int]:
         raise NotImplementedError
 
-    def evaluate(self, model: nn.Module, loader: DataLoader) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
         raise NotImplementedError
+
+    # ------------------------------------------------------------------------------------------- optional
+    def train_dataset(self, epoch: int) -> Dataset:
+        return self.dataset("train")
 
     def data_info(self) -> dict:
         return {}
 
-    def train_dataset(self, epoch: int):
-        return self.train_loader.dataset
-
     def reference_metrics(self) -> dict[str, float]:
         return {}
+
+    def write_outputs(self, run_dir: str) -> None:
+        """Called once after the final test evaluation, with the run dir (default: nothing to write)."""
+
+    def predict(self, model: nn.Module, run_dir: str) -> dict:
+        raise NotImplementedError(f"task {self.name!r} has no prediction-file writer (predict=true)")
+
+    @classmethod
+    def can_predict(cls) -> bool:
+        return cls.predict is not Task.predict
+
+    # ------------------------------------------------------------------------------------------- provided
+    def dataset(self, split: str) -> Dataset:
+        if self._datasets is None:
+            self._datasets = self.datasets()
+            missing = [s for s in SPLITS if s not in self._datasets]
+            if missing:
+                raise ValueError(f"task {self.name!r}: datasets() has no {missing} split(s); it must declare {SPLITS}")
+        if split not in self._datasets:
+            raise KeyError(f"task {self.name!r} has no split {split!r}; it has {sorted(self._datasets)}")
+        return self._datasets[split]
+
+    def has_split(self, split: str) -> bool:
+        self.dataset("train")  # materialise the declaration
+        return split in self._datasets
+
+    def bind_loaders(self, loader_fn: Callable[[str], DataLoader] | None) -> None:
+        """The Trainer's loader factory (split -> DataLoader); ``None`` restores the plain default."""
+        self._loader_fn = loader_fn
+
+    def loader(self, split: str) -> DataLoader:
+        """The loader of an evaluation split: the Trainer's when bound, else a plain one (:func:`build_loader`)."""
+        return self._loader_fn(split) if self._loader_fn is not None else build_loader(self, split)
+
+    def batches(self, split: str, device: torch.device | str) -> Iterator[Any]:
+        """The batches of ``split``, moved to ``device``."""
+        for batch in self.loader(split):
+            yield to_device(batch, device)
+
+    def encoder_kwargs(self) -> dict[str, Any]:
+        """What every task's model takes from ``cfg.model``: width, heads, dropout, mixer (+ its kwargs), encoder."""
+        m = self.cfg.model
+        mixer_kwargs = OmegaConf.to_container(m.mixer, resolve=True)
+        return {"d_model": int(m.d_model), "n_heads": int(m.n_heads), "mixer": mixer_kwargs.pop("name"),
+                "mixer_kwargs": mixer_kwargs, "dropout": float(m.dropout),
+                "encoder": OmegaConf.to_container(m.encoder, resolve=True)}

@@ -6,9 +6,7 @@ import logging
 import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from sklearn.metrics import accuracy_score, f1_score
-from torch.utils.data import DataLoader
 
 from fastformer.data.classification import load_classification, pad_collate
 from fastformer.models.classifier import TextClassifier
@@ -21,44 +19,36 @@ class ClassificationTask(Task):
     name = "classification"
 
     def setup(self) -> None:
-        cfg = self.cfg
-        self.ds = load_classification(cfg.data)
-        self.max_len = int(cfg.data.max_len)
-        tc = cfg.task
-        # the datasets already truncate to data.max_len; pad_collate pads to the longest text of each batch
-        self.train_loader = DataLoader(self.ds.train, batch_size=int(tc.batch_size), shuffle=True,
-                                       collate_fn=pad_collate, num_workers=int(tc.num_workers))
-        self.val_loader, self.test_loader = (
-            DataLoader(split, batch_size=int(tc.eval_batch_size), shuffle=False, collate_fn=pad_collate,
-                       num_workers=int(tc.num_workers)) for split in (self.ds.val, self.ds.test))
+        self.ds = load_classification(self.cfg.data)  # truncated to data.max_len; pad_collate pads per batch
+        self.max_len = int(self.cfg.data.max_len)
         log.info("classification data: %s", self.ds.info)
+
+    def datasets(self) -> dict:
+        return {"train": self.ds.train, "val": self.ds.val, "test": self.ds.test}
+
+    def collate(self, split: str):
+        return pad_collate
 
     def build_model(self) -> torch.nn.Module:
         m = self.cfg.model
-        mixer_kwargs = OmegaConf.to_container(m.mixer, resolve=True)
-        mixer = mixer_kwargs.pop("name")
         init = None
         if m.get("embedding_init", "random") == "glove":
             if not self.cfg.data.get("glove_path"):
                 raise ValueError("model.embedding_init=glove needs data.glove_path (a local glove.*.txt; see "
                                  "data/README.md)")
             init = self.ds.embedding_init(int(m.d_model))
-        return TextClassifier(vocab_size=len(self.ds.vocab), n_classes=self.ds.n_classes, d_model=int(m.d_model),
-                              n_heads=int(m.n_heads), max_len=self.max_len, mixer=mixer, mixer_kwargs=mixer_kwargs,
-                              dropout=float(m.dropout), encoder=OmegaConf.to_container(m.encoder, resolve=True),
-                              embedding_init=init)
+        return TextClassifier(vocab_size=len(self.ds.vocab), n_classes=self.ds.n_classes, max_len=self.max_len,
+                              embedding_init=init, **self.encoder_kwargs())
 
     def training_step(self, model, batch) -> tuple[torch.Tensor, int]:
         logits = model(batch["input_ids"], batch["attention_mask"])  # (B, C)
         return F.cross_entropy(logits.float(), batch["labels"]), int(batch["attention_mask"].sum())
 
-    def evaluate(self, model, loader) -> dict[str, float]:
+    def evaluate(self, model, split: str) -> dict[str, float]:
         preds, labels = [], []
-        dev = next(model.parameters()).device
-        for batch in loader:
-            logits = model(batch["input_ids"].to(dev), batch["attention_mask"].to(dev))
-            preds.append(logits.argmax(-1).cpu().numpy())
-            labels.append(batch["labels"].numpy())
+        for batch in self.batches(split, next(model.parameters()).device):
+            preds.append(model(batch["input_ids"], batch["attention_mask"]).argmax(-1).cpu().numpy())
+            labels.append(batch["labels"].cpu().numpy())
         p, y = np.concatenate(preds), np.concatenate(labels)
         return {"acc": 100.0 * accuracy_score(y, p),
                 "macro_f1": 100.0 * f1_score(y, p, average="macro", labels=np.arange(self.ds.n_classes),

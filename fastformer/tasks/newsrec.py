@@ -12,13 +12,13 @@ Metrics are reported in percent, as in the paper.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from fastformer.data.mind_rec import MindRecData, load_mind_rec
 from fastformer.metrics.ranking import METRIC_KEYS, mean_impression_metrics, score_prediction_file, write_prediction, \
@@ -107,26 +107,25 @@ class NewsRecTask(Task):
     name = "newsrec"
 
     def setup(self) -> None:
-        cfg, tc = self.cfg, self.cfg.task
+        cfg = self.cfg
         self.data = load_mind_rec(cfg.data, model=cfg.model, cache_dir=cfg.paths.get("cache_dir"))
-        nw = int(tc.get("num_workers", 0))
-        self.train_loader = DataLoader(ClickDataset(self.data, "train", int(tc.neg_k)), batch_size=int(tc.batch_size),
-                                       shuffle=True, num_workers=nw, collate_fn=lambda b: collate_clicks(b, self.data))
-        self.val_loader, self.test_loader = (
-            DataLoader(ImpressionDataset(self.data, s), batch_size=int(tc.eval_batch_size), shuffle=False,
-                       num_workers=nw, collate_fn=collate_impressions) for s in ("val", "test"))
-        self._baselines: dict[int, dict[str, float]] = {}
+        self._baselines: dict[str, dict[str, float]] = {}
+
+    def datasets(self) -> dict:
+        out = {"train": ClickDataset(self.data, "train", int(self.cfg.task.neg_k))}
+        out.update({s: ImpressionDataset(self.data, s) for s in ("val", "test", "predict")
+                    if s in self.data.impressions})
+        return out
+
+    def collate(self, split: str):
+        return partial(collate_clicks, data=self.data) if split == "train" else collate_impressions
 
     def build_model(self) -> torch.nn.Module:
         m = self.cfg.model
-        mixer_kwargs = OmegaConf.to_container(m.mixer, resolve=True)
-        mixer = mixer_kwargs.pop("name")
         init = self.data.embedding_init(int(m.d_model)) if m.get("embedding_init", "random") == "glove" else None
-        return NewsRecModel(vocab_size=self.data.vocab_size, d_model=int(m.d_model), n_heads=int(m.n_heads),
-                            mixer=mixer, mixer_kwargs=mixer_kwargs, dropout=float(m.dropout),
-                            max_title_len=int(self.cfg.data.max_title_len), max_history=int(self.cfg.data.max_history),
-                            encoder=OmegaConf.to_container(m.encoder, resolve=True),
-                            news_encoder=m.news_encoder, hf_path=m.get("hf_path"), embedding_init=init)
+        return NewsRecModel(vocab_size=self.data.vocab_size, max_title_len=int(self.cfg.data.max_title_len),
+                            max_history=int(self.cfg.data.max_history), news_encoder=m.news_encoder,
+                            hf_path=m.get("hf_path"), embedding_init=init, **self.encoder_kwargs())
 
     def training_step(self, model, batch) -> tuple[torch.Tensor, int]:
         scores = model(batch["news_tokens"], batch["news_mask"], batch["hist_idx"], batch["hist_mask"],
@@ -135,10 +134,10 @@ class NewsRecTask(Task):
 
     # ------------------------------------------------------------------------------------------------ evaluation
     @torch.no_grad()
-    def score_loader(self, model, loader: DataLoader) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
+    def score_split(self, model, split: str) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
         """[(impression index, scores (C,), labels (C,) or None)] with each news vector computed once."""
         dev = next(model.parameters()).device
-        rows = torch.as_tensor(loader.dataset.news_rows)
+        rows = torch.as_tensor(self.dataset(split).news_rows)
         cache = None
         bs = int(self.cfg.task.get("news_batch_size", 512))
         for chunk in rows.split(bs):  # news vectors of every row the split needs, once
@@ -148,13 +147,13 @@ class NewsRecTask(Task):
                 cache = torch.zeros(len(self.data.tokens), vecs.shape[1], device=dev)  # (N + 1, D)
             cache[chunk.to(dev)] = vecs
         out = []
-        for b in loader:
-            hist, cand = b["hist"].to(dev), b["cand"].to(dev)
-            user = model.encode_user(cache[hist], b["hist_mask"].to(dev))  # (B, D)
-            scores = model.score(user, cache[cand]).float().cpu().numpy()  # (B, C); bf16 under autocast
+        for b in self.batches(split, dev):
+            user = model.encode_user(cache[b["hist"]], b["hist_mask"])  # (B, D)
+            scores = model.score(user, cache[b["cand"]]).float().cpu().numpy()  # (B, C); bf16 under autocast
+            cand_mask, labels = b["cand_mask"].cpu(), b["labels"].cpu()
             for j, i in enumerate(b["index"].tolist()):
-                n = int(b["cand_mask"][j].sum())
-                lab = b["labels"][j, :n].numpy()
+                n = int(cand_mask[j].sum())
+                lab = labels[j, :n].numpy()
                 out.append((i, scores[j, :n], None if (lab < 0).any() else lab))
         return out
 
@@ -163,39 +162,37 @@ class NewsRecTask(Task):
         return {**{k: 100.0 * m[k] for k in METRIC_KEYS}, "n_impressions": m["n_impressions"],
                 "n_single_class": m["n_single_class"]}
 
-    def baselines(self, loader: DataLoader) -> dict[str, float]:
-        """Popularity (smoothed training CTR) and random scores on the loader's impressions (cached per loader)."""
-        if id(loader) not in self._baselines:
-            imps, ctr = loader.dataset.imps, self.data.train_ctr
+    def baselines(self, split: str) -> dict[str, float]:
+        """Popularity (smoothed training CTR) and random scores on the split's impressions (cached per split)."""
+        if split not in self._baselines:
+            imps, ctr = self.dataset(split).imps, self.data.train_ctr
             rng = np.random.default_rng(int(self.cfg.seed))
             pop = self._metrics([(imp["labels"], ctr[imp["cands"]]) for imp in imps if imp["labels"] is not None])
             rnd = self._metrics([(imp["labels"], rng.random(len(imp["cands"]))) for imp in imps
                                  if imp["labels"] is not None])
-            self._baselines[id(loader)] = {**{f"pop_{k}": pop[k] for k in METRIC_KEYS},
-                                           **{f"rand_{k}": rnd[k] for k in METRIC_KEYS}}
-        return self._baselines[id(loader)]
+            self._baselines[split] = {**{f"pop_{k}": pop[k] for k in METRIC_KEYS},
+                                      **{f"rand_{k}": rnd[k] for k in METRIC_KEYS}}
+        return self._baselines[split]
 
-    def evaluate(self, model, loader) -> dict[str, float]:
-        scored = self.score_loader(model, loader)
+    def evaluate(self, model, split: str) -> dict[str, float]:
+        scored = self.score_split(model, split)
         if any(lab is None for _, _, lab in scored):
             raise ValueError("evaluation split has unlabelled impressions (MINDlarge_test): set data.test_split=dev "
                              "and data.predict_split=test, then call predict() for the leaderboard file")
-        return {**self._metrics([(lab, s) for _, s, lab in scored]), **self.baselines(loader)}
+        return {**self._metrics([(lab, s) for _, s, lab in scored]), **self.baselines(split)}
 
-    def predict(self, model, out_dir: str | Path, *, split: str | None = None) -> dict:
+    def predict(self, model, run_dir: str | Path, *, split: str | None = None) -> dict:
         """Write ``prediction.txt`` for ``split`` (default: data.predict_split if set, else test), in file order;
         with labels also ``truth.txt`` and the official script's scores of the prediction file."""
-        split = split or ("predict" if "predict" in self.data.impressions else "test")
-        loader = DataLoader(ImpressionDataset(self.data, split), batch_size=int(self.cfg.task.eval_batch_size),
-                            shuffle=False, collate_fn=collate_impressions)
+        split = split or ("predict" if self.has_split("predict") else "test")
         model.eval()
-        scored = sorted(self.score_loader(model, loader), key=lambda t: t[0])
-        imps = loader.dataset.imps
-        pred = write_prediction(Path(out_dir) / "prediction.txt", [(imps[i]["id"], s) for i, s, _ in scored])
+        scored = sorted(self.score_split(model, split), key=lambda t: t[0])
+        imps = self.dataset(split).imps
+        pred = write_prediction(Path(run_dir) / "prediction.txt", [(imps[i]["id"], s) for i, s, _ in scored])
         log.info("wrote %s (%d impressions of the %s split)", pred, len(scored), split)
         if any(lab is None for _, _, lab in scored):
             return {"prediction": str(pred)}
-        truth = write_truth(Path(out_dir) / "truth.txt", [(imps[i]["id"], lab.tolist()) for i, _, lab in scored])
+        truth = write_truth(Path(run_dir) / "truth.txt", [(imps[i]["id"], lab.tolist()) for i, _, lab in scored])
         return {"prediction": str(pred), "truth": str(truth), **score_prediction_file(truth, pred)}
 
     def data_info(self) -> dict:

@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import nn
-from torch.utils.data import DataLoader
 
 from fastformer.data.probes import IGNORE, ProbeDataset, probe_info
 from fastformer.models.classifier import TextClassifier
@@ -61,43 +60,35 @@ class ProbeTask(Task):
         self.info = probe_info(self.kind, **self.params)
         sizes = {"train": int(d.n_train), "val": int(d.n_eval), "test": int(d.n_eval)}
         self.fresh = bool(d.get("fresh_per_epoch", False))
-        ds = {s: ProbeDataset(self.kind, seq_len=self.seq_len, n_samples=n, seed=int(d.data_seed), split=s,
-                              **self.params) for s, n in sizes.items()}
-        tc = self.cfg.task
-        self.train_loader = DataLoader(ds["train"], batch_size=int(tc.batch_size), shuffle=True)
-        self.val_loader, self.test_loader = (DataLoader(ds[s], batch_size=int(tc.eval_batch_size), shuffle=False)
-                                             for s in ("val", "test"))
+        self._splits = {s: ProbeDataset(self.kind, seq_len=self.seq_len, n_samples=n, seed=int(d.data_seed),
+                                        split=s, **self.params) for s, n in sizes.items()}
         log.info("probe %s: seq_len=%d params=%s sizes=%s", self.kind, self.seq_len, self.params, sizes)
+
+    def datasets(self) -> dict:
+        return dict(self._splits)
 
     def train_dataset(self, epoch: int):
         """``fresh_per_epoch``: epoch ``e`` trains on items ``e * n_train .. (e + 1) * n_train - 1`` of the generator
         (never the same sequence twice: the models cannot memorise a fixed set); otherwise the same set every epoch."""
         if not self.fresh or epoch == 0:
-            return self.train_loader.dataset
+            return self.dataset("train")
         d = self.cfg.data
         return ProbeDataset(self.kind, seq_len=self.seq_len, n_samples=int(d.n_train), seed=int(d.data_seed),
                             split="train", start=epoch * int(d.n_train), **self.params)
 
     def build_model(self) -> nn.Module:
-        m = self.cfg.model
-        mixer_kwargs = OmegaConf.to_container(m.mixer, resolve=True)
-        mixer = mixer_kwargs.pop("name")
         return ProbeModel(level=self.info.level, vocab_size=self.info.vocab_size, n_classes=self.info.n_classes,
-                          d_model=int(m.d_model), n_heads=int(m.n_heads), max_len=self.seq_len, mixer=mixer,
-                          mixer_kwargs=mixer_kwargs, dropout=float(m.dropout),
-                          encoder=OmegaConf.to_container(m.encoder, resolve=True))
+                          max_len=self.seq_len, **self.encoder_kwargs())
 
     def training_step(self, model, batch) -> tuple[torch.Tensor, int]:
         loss, _, _ = probe_loss_and_correct(model(batch["ids"], batch["mask"]), batch["target"])
         return loss, int(batch["mask"].sum())
 
-    def evaluate(self, model, loader) -> dict[str, float]:
-        dev = next(model.parameters()).device
+    def evaluate(self, model, split: str) -> dict[str, float]:
         correct = asked = 0
         loss_sum = 0.0
-        for batch in loader:
-            logits = model(batch["ids"].to(dev), batch["mask"].to(dev))
-            loss, c, n = probe_loss_and_correct(logits, batch["target"].to(dev))
+        for batch in self.batches(split, next(model.parameters()).device):
+            loss, c, n = probe_loss_and_correct(model(batch["ids"], batch["mask"]), batch["target"])
             correct, asked, loss_sum = correct + c, asked + n, loss_sum + float(loss) * n
         return {"acc": 100.0 * correct / max(asked, 1), "loss": loss_sum / max(asked, 1)}
 

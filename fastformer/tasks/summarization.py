@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from fastformer.data.subword import BOS, EOS, PAD, SubwordVocab, cached_bpe
 from fastformer.data.summarization import Example, load_summarization
@@ -62,7 +62,7 @@ class SummarizationTask(Task):
     name = "summarization"
 
     def setup(self) -> None:
-        d, tc = self.cfg.data, self.cfg.task
+        d = self.cfg.data
         files = OmegaConf.to_container(d.files, resolve=True) if OmegaConf.is_config(d.files) else d.files
         self.splits, self.file_info = load_summarization(
             root=d.root, subdir=d.subdir, files=files, val_fraction=float(d.val_fraction),
@@ -76,23 +76,25 @@ class SummarizationTask(Task):
         self.max_src, self.max_tgt = int(d.max_src_len), int(d.max_tgt_len)
         ds = {s: SummaryDataset(exs, self.vocab, max_src=self.max_src, max_tgt=self.max_tgt)
               for s, exs in self.splits.items()}
-        bs, ebs, nw = int(tc.batch_size), int(tc.eval_batch_size), int(tc.num_workers)
-        self.train_loader = DataLoader(ds["train"], batch_size=bs, shuffle=True, collate_fn=collate, num_workers=nw)
-        self.val_loader = DataLoader(ds["validation"], batch_size=ebs, collate_fn=collate, num_workers=nw)
-        self.test_loader = DataLoader(ds["test"], batch_size=ebs, collate_fn=collate, num_workers=nw)
-        n_val_gen = min(int(tc.val_rouge_docs), len(ds["validation"]))
-        self.val_gen_loader = DataLoader(torch.utils.data.Subset(ds["validation"], range(n_val_gen)),
-                                         batch_size=ebs, collate_fn=collate, num_workers=nw) if n_val_gen else None
+        self._splits = {"train": ds["train"], "val": ds["validation"], "test": ds["test"]}
+        n_val_gen = min(int(self.cfg.task.val_rouge_docs), len(ds["validation"]))
+        if n_val_gen:  # the validation documents decoded every epoch for val ROUGE
+            self._splits["val_rouge"] = torch.utils.data.Subset(ds["validation"], range(n_val_gen))
+        self.outputs: dict[str, tuple[list[str], list[Example]]] = {}  # split -> (summaries, examples) last decoded
         log.info("summarization data: %s; vocab %d (%s)", self.file_info, len(self.vocab), self.vocab_path)
 
+    def datasets(self) -> dict:
+        return dict(self._splits)
+
+    def collate(self, split: str):
+        return collate
+
     def build_model(self) -> torch.nn.Module:
-        m = self.cfg.model
-        mixer_kwargs = OmegaConf.to_container(m.mixer, resolve=True)
-        mixer = mixer_kwargs.pop("name")
-        enc = OmegaConf.to_container(m.encoder, resolve=True)
-        return Seq2Seq(vocab_size=len(self.vocab), d_model=int(m.d_model), n_heads=int(m.n_heads),
-                       encoder=dict(enc, mixer=mixer, mixer_kwargs=mixer_kwargs, max_len=self.max_src),
-                       dec_layers=int(m.dec_layers), dec_d_ff=int(m.dec_d_ff), dropout=float(m.dropout),
+        m, kw = self.cfg.model, self.encoder_kwargs()
+        return Seq2Seq(vocab_size=len(self.vocab), d_model=kw["d_model"], n_heads=kw["n_heads"],
+                       encoder=dict(kw["encoder"], mixer=kw["mixer"], mixer_kwargs=kw["mixer_kwargs"],
+                                    max_len=self.max_src),
+                       dec_layers=int(m.dec_layers), dec_d_ff=int(m.dec_d_ff), dropout=kw["dropout"],
                        attn_dropout=float(m.attn_dropout), max_tgt_len=self.max_tgt + 1, pad_id=PAD,
                        tie_embeddings=bool(m.tie_embeddings))
 
@@ -102,59 +104,56 @@ class SummarizationTask(Task):
                                label_smoothing=float(self.cfg.task.label_smoothing))
         return loss, int(batch["src_mask"].sum() + (batch["tgt_out"] != PAD).sum())
 
-    def _nll(self, model, loader, device) -> float:
+    def _nll(self, model, split: str, device) -> float:
         total, count = 0.0, 0
-        for batch in loader:
-            logits = model(batch["src"].to(device), batch["src_mask"].to(device), batch["tgt_in"].to(device))
-            tgt = batch["tgt_out"].to(device)
-            total += F.cross_entropy(logits.float().transpose(1, 2), tgt, ignore_index=PAD, reduction="sum").item()
-            count += int((tgt != PAD).sum())
+        for batch in self.batches(split, device):
+            logits = model(batch["src"], batch["src_mask"], batch["tgt_in"])
+            total += F.cross_entropy(logits.float().transpose(1, 2), batch["tgt_out"], ignore_index=PAD,
+                                     reduction="sum").item()
+            count += int((batch["tgt_out"] != PAD).sum())
         return total / max(count, 1)
 
-    def summarize(self, model, loader) -> tuple[list[str], list[Example]]:
-        """Generate a summary for every document of ``loader`` -> (predictions, their examples)."""
+    def summarize(self, model, split: str) -> tuple[list[str], list[Example]]:
+        """Generate a summary for every document of ``split`` -> (predictions, their examples)."""
         g, device = self.cfg.task.generate, next(model.parameters()).device
         max_len = int(g.max_len) if g.get("max_len") else self.max_tgt
+        ds = self.dataset(split)
+        base = ds.dataset if isinstance(ds, torch.utils.data.Subset) else ds
         preds, exs = [], []
-        for batch in loader:
-            ids = generate(model, batch["src"].to(device), batch["src_mask"].to(device), bos=BOS, eos=EOS, pad=PAD,
+        for batch in self.batches(split, device):
+            ids = generate(model, batch["src"], batch["src_mask"], bos=BOS, eos=EOS, pad=PAD,
                            beam=int(g.beam), max_len=max_len + 1, min_len=min(int(g.min_len), max_len),
                            length_penalty=float(g.length_penalty),
                            no_repeat_ngram=int(g.no_repeat_ngram))
             preds += [self.vocab.decode(s) for s in ids]
-            exs += [self._example(loader, int(i)) for i in batch["idx"]]
+            exs += [base.examples[int(i)] for i in batch["idx"]]
         return preds, exs
 
-    @staticmethod
-    def _example(loader: DataLoader, i: int) -> Example:
-        ds = loader.dataset
-        base = ds.dataset if isinstance(ds, torch.utils.data.Subset) else ds
-        return base.examples[i]
-
-    def evaluate(self, model, loader) -> dict[str, float]:
-        device = next(model.parameters()).device
-        nll = self._nll(model, loader, device)
+    def evaluate(self, model, split: str) -> dict[str, float]:
+        """``val``: token NLL + ROUGE of the ``val_rouge`` subset (when task.val_rouge_docs > 0); ``test``: NLL,
+        ROUGE of every document and the lead-3 baseline on them; other splits: NLL + ROUGE of that split."""
+        nll = self._nll(model, split, next(model.parameters()).device)
         out = {"loss": nll, "neg_loss": -nll}
-        gen_loader = self.val_gen_loader if loader is self.val_loader else loader
-        if gen_loader is None:
+        gen_split = ("val_rouge" if self.has_split("val_rouge") else None) if split == "val" else split
+        if gen_split is None:
             return out
-        preds, exs = self.summarize(model, gen_loader)
+        preds, exs = self.outputs[split] = self.summarize(model, gen_split)
         refs = [e.target for e in exs]
         out.update(rouge(preds, refs))
         out["gen_len_words"] = sum(len(p.split()) for p in preds) / len(preds)
-        if loader is self.test_loader:
+        if split == "test":
             out.update({f"lead3_{k}": v for k, v in lead_baseline([e.source for e in exs], refs).items()})
-            self._dump(preds, exs)
         return out
 
-    def _dump(self, preds: list[str], exs: list[Example]) -> None:
-        """Write test summaries next to metrics.json (inspectable outputs, not just numbers)."""
-        if self.run_dir is None:  # used outside the Trainer (tests, notebooks): nothing to write next to
-            return
+    def write_outputs(self, run_dir: str) -> None:
+        """The test summaries next to metrics.json (inspectable outputs, not just numbers)."""
         import json
-        with open(Path(self.run_dir) / "test_summaries.jsonl", "w", encoding="utf-8") as f:
-            for p, e in zip(preds, exs):
-                f.write(json.dumps({"id": e.id, "prediction": p, "reference": e.target}) + "\n")
+
+        from fastformer.utils import atomic_write_text
+
+        preds, exs = self.outputs.get("test", ([], []))
+        atomic_write_text(Path(run_dir) / "test_summaries.jsonl", "".join(
+            json.dumps({"id": e.id, "prediction": p, "reference": e.target}) + "\n" for p, e in zip(preds, exs)))
 
     def data_info(self) -> dict:
         d, g = self.cfg.data, self.cfg.task.generate

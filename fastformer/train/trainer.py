@@ -1,4 +1,5 @@
-"""The generic training loop: device + precision, Adam, epochs, checkpoint/resume, best epoch, metrics.json."""
+"""The generic training loop: device + precision, Adam, loaders, epochs, checkpoint/resume, best epoch, outputs,
+metrics.json. The contract with tasks is written in fastformer/tasks/base.py."""
 from __future__ import annotations
 
 import hashlib
@@ -13,25 +14,15 @@ from typing import Any
 
 import hydra
 import torch
-import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader, RandomSampler
 
 from fastformer.mixers import implementation_report
-from fastformer.tasks.base import Task
+from fastformer.tasks.base import Task, build_loader, to_device
+from fastformer.train.distributed import GlobalBatchSampler, all_reduce_sum, barrier, setup_distributed
 from fastformer.utils import atomic_torch_save, atomic_write_json, count_params, device_name, git_sha, progress
 
 log = logging.getLogger(__name__)
-
-
-def to_device(batch: Any, device: torch.device) -> Any:
-    if torch.is_tensor(batch):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(v, device) for v in batch)
-    return batch
 
 
 def config_hash(cfg: DictConfig) -> str:
@@ -64,12 +55,9 @@ class Trainer:
         self.cfg, self.task, self.logger = cfg, task, logger
         self.tc = cfg.trainer
         self.run_dir = Path(run_dir)
-        task.run_dir = str(self.run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
-        self.ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1
-        if self.ddp and not dist.is_initialized():
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        self.rank = dist.get_rank() if self.ddp else 0
+        self.rank, self.world = setup_distributed(self.tc.device)
+        self.ddp = self.world > 1
         self.device = resolve_device(self.tc.device)
         if self.ddp and self.device.type == "cuda":
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
@@ -79,27 +67,36 @@ class Trainer:
             raise ValueError(f"trainer.precision={prec!r} is not one of ['auto', 'fp32', 'bf16', 'fp16']")
         self.precision = prec
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(prec)
+        if cfg.get("predict") and not task.can_predict():
+            raise ValueError(f"predict=true: task {cfg.task.name!r} has no prediction-file writer; set predict=false")
+        self._eval_loaders: dict[str, DataLoader] = {}
 
     # ------------------------------------------------------------------------------------------------ helpers
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
 
     def _train_loader(self, epoch: int) -> DataLoader:
-        tl = self.task.train_loader
+        """Epoch ``epoch``'s training loader: the order is drawn from ``seed * 1000 + epoch`` (resumable); under DDP
+        each rank takes its slice of every global batch of that same order (fastformer/train/distributed.py)."""
         dataset = self.task.train_dataset(epoch)  # the same set every epoch, or fresh data (probes)
+        seed = int(self.cfg.seed) * 1000 + epoch
         if self.ddp:
-            sampler = DistributedSampler(dataset, shuffle=True, seed=int(self.cfg.seed))
-            sampler.set_epoch(epoch)
+            sampler = GlobalBatchSampler(len(dataset), global_batch=int(self.cfg.task.batch_size), rank=self.rank,
+                                         world=self.world, generator_seed=seed)
         else:
-            g = torch.Generator().manual_seed(int(self.cfg.seed) * 1000 + epoch)
-            sampler = RandomSampler(dataset, generator=g)
-        return DataLoader(dataset, batch_size=tl.batch_size, sampler=sampler, collate_fn=tl.collate_fn,
-                          num_workers=tl.num_workers, pin_memory=self.device.type == "cuda", drop_last=False)
+            sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+        return build_loader(self.task, "train", dataset=dataset, sampler=sampler, pin_memory=self.device.type == "cuda",
+                            batch_size=int(self.cfg.task.batch_size) // self.world)
 
-    def _evaluate(self, model, loader) -> dict[str, float]:
+    def _eval_loader(self, split: str) -> DataLoader:
+        if split not in self._eval_loaders:
+            self._eval_loaders[split] = build_loader(self.task, split, pin_memory=self.device.type == "cuda")
+        return self._eval_loaders[split]
+
+    def _evaluate(self, model, split: str) -> dict[str, float]:
         model.eval()
         with torch.no_grad(), self._autocast():
-            out = self.task.evaluate(model, loader)
+            out = self.task.evaluate(model, split)
         model.train()
         return {k: float(v) for k, v in out.items()}
 
@@ -111,6 +108,7 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         t_start = time.perf_counter()
         self.task.setup()
+        self.task.bind_loaders(self._eval_loader)
         model = self.task.build_model().to(self.device)
         n_params = count_params(model)
         opt = hydra.utils.instantiate(self.cfg.optimizer)(params=[p for p in model.parameters() if p.requires_grad])
@@ -125,7 +123,11 @@ class Trainer:
                                    "choose another hydra.run.dir (or set trainer.resume=false to start over)")
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
+            if ck.get("scaler") is not None:
+                scaler.load_state_dict(ck["scaler"])
             torch.set_rng_state(ck["rng_cpu"])
+            if ck.get("rng_rank") is not None and self.rank < len(ck["rng_rank"]):  # this rank's own stream
+                torch.set_rng_state(ck["rng_rank"][self.rank])
             if torch.cuda.is_available() and ck.get("rng_cuda") is not None:
                 torch.cuda.set_rng_state_all(ck["rng_cuda"])
             state = ck["state"]
@@ -173,11 +175,13 @@ class Trainer:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             dt = time.perf_counter() - t0
+            # every rank's tokens count (throughput of the whole job); the loss is the mean over ranks' steps
+            tokens, loss_sum = (int(v) if k == 0 else v for k, v in
+                                enumerate(all_reduce_sum([tokens, loss_sum / self.world], self.device)))
             state["train_time"] += dt
             state["train_tokens"] += tokens
-            val = self._evaluate(model, self.task.val_loader) if self.rank == 0 else {}
-            if self.ddp:
-                dist.barrier()
+            val = self._evaluate(model, "val") if self.rank == 0 else {}
+            barrier()
             score = val.get(self.task.monitor, -math.inf) if val else -math.inf
             improved = self.rank == 0 and (state["best"] is None or score > state["best"])
             if improved:
@@ -191,18 +195,30 @@ class Trainer:
                              **{f"val/{k}": v for k, v in val.items()}}, (epoch + 1) * n_batches)
             log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in row.items()})
             state["epoch"] = epoch + 1
+            rng_rank = None
+            if self.ddp:  # every rank's CPU RNG (dropout, negative sampling) so a resumed DDP run continues each
+                import torch.distributed as dist
+
+                rng_rank = [None] * self.world
+                dist.all_gather_object(rng_rank, torch.get_rng_state())
             self._save("last.pt", {"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,
+                                   "scaler": scaler.state_dict(), "rng_rank": rng_rank,
                                    "rng_cpu": torch.get_rng_state(), "config_hash": config_hash(self.cfg),
                                    "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None})
+        barrier()
         if self.rank != 0:
             return {}
         best = torch.load(self.ckpt_dir / "best.pt", map_location=self.device, weights_only=False)
-        model.load_state_dict(best["model"])
-        val = self._evaluate(model, self.task.val_loader)
-        test = self._evaluate(model, self.task.test_loader)
+        model.load_state_dict(best["model"])  # the best epoch's weights: its val, the test, the outputs
+        val = self._evaluate(model, "val")
+        test = self._evaluate(model, "test")
         self.logger.log({**{f"test/{k}": v for k, v in test.items()}}, None)
         metrics = self._metrics(val, test, state, n_params, time.perf_counter() - t_start)
         metrics["mixer_impl"] = implementation_report(model)  # which mixer implementation ran (fused / eager, why)
+        self.task.write_outputs(str(self.run_dir))
+        if self.cfg.get("predict"):  # e.g. the MIND leaderboard prediction.txt, from the best epoch
+            with self._autocast():
+                metrics["predict"] = self.task.predict(model, str(self.run_dir))
         self.logger.summary({f"test/{k}": v for k, v in test.items()})
         atomic_write_json(self.run_dir / "metrics.json", metrics)
         return metrics
@@ -213,10 +229,12 @@ class Trainer:
                 else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         return {
             "task": self.task.name, "dataset": cfg.data.get("name"), "mixer": cfg.model.mixer.name,
+            "variant": cfg.get("variant") or cfg.model.mixer.name, "world_size": self.world,
             "experiment": cfg.get("experiment_name"), "seed": int(cfg.seed), "preset": cfg.get("preset_name"),
             "val": val, "test": test, "best_epoch": state["best_epoch"], "monitor": self.task.monitor,
             "history": state["history"], "params": n_params,
             "train_tokens_per_s": state["train_tokens"] / max(state["train_time"], 1e-9),
+            "train_tokens": state["train_tokens"],  # summed over DDP ranks, like the throughput
             "peak_mem_mb": peak, "peak_mem_kind": "cuda_max_allocated" if self.device.type == "cuda" else "cpu_max_rss",
             "device": device_name(self.device), "precision": self.precision, "torch": torch.__version__,
             "git_sha": git_sha(), "wall_s": wall, "train_s": state["train_time"], "data_info": self.task.data_info(),

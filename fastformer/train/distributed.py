@@ -1,0 +1,89 @@
+"""Distributed (DDP) plumbing in one place: process group set-up, rank/world, the global-batch sampler, reductions.
+
+``torchrun --nproc_per_node=K scripts/train.py ...`` sets ``WORLD_SIZE``/``RANK``/``LOCAL_RANK``; everything else
+here is a no-op in a single process. The training sampler makes a K-process run equal to a 1-process run at the same
+global batch: every rank draws the same seeded permutation of an epoch and takes its contiguous slice of each global
+batch (``task.batch_size`` is the global batch; each rank gets ``batch_size / K``), so the ranks' averaged gradients
+are the 1-process gradient of the same samples (a per-sample mean loss, no dropout noise).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Iterator
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import Sampler
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_initialized() else int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else int(os.environ.get("RANK", "0"))
+
+
+def setup_distributed(device: str = "auto") -> tuple[int, int]:
+    """Initialise the process group once when launched by torchrun (nccl on CUDA, gloo on CPU) -> (rank, world)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() and not str(device).startswith("cpu") else "gloo"
+        dist.init_process_group(backend)
+    return rank(), world_size()
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """``obj`` of rank ``src`` on every rank (identity in one process)."""
+    if not dist.is_initialized():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
+    """Element-wise sum over ranks (identity in one process)."""
+    if not dist.is_initialized():
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+class GlobalBatchSampler(Sampler[int]):
+    """This rank's indices of a seeded epoch permutation, global batch by global batch.
+
+    Epoch order = ``torch.randperm(n, generator=seed)``, the order a 1-process run uses; global batch ``b`` holds
+    positions ``b*G .. b*G+G-1`` and rank ``r`` of ``K`` takes the ``r``-th of ``K`` equal slices (a last, partial
+    global batch is split as evenly as possible; one smaller than ``K`` is dropped). Used with ``batch_size = G // K``.
+    """
+
+    def __init__(self, n: int, *, global_batch: int, rank: int, world: int, generator_seed: int):
+        if global_batch % world:
+            raise ValueError(f"task.batch_size={global_batch} (the global batch) must be divisible by the "
+                             f"{world} processes; pick a multiple of {world}")
+        self.n, self.G, self.rank, self.world, self.seed = n, global_batch, rank, world, generator_seed
+
+    def _slices(self) -> list[list[int]]:
+        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed)).tolist()
+        out = []
+        for start in range(0, self.n, self.G):
+            batch = perm[start:start + self.G]
+            if len(batch) < self.world:  # a rank would get no sample and hang the others: drop this tail
+                break
+            k, extra = divmod(len(batch), self.world)
+            lo = self.rank * k + min(self.rank, extra)
+            out.append(batch[lo:lo + k + (self.rank < extra)])
+        return out
+
+    def __iter__(self) -> Iterator[int]:
+        for s in self._slices():
+            yield from s
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self._slices())
