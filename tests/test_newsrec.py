@@ -13,8 +13,15 @@ from omegaconf import OmegaConf
 
 from fastformer.data.mind import load_split, parse_impressions, read_behaviors, read_news
 from fastformer.data.synthetic_mind import make_synthetic_mind
-from fastformer.metrics.ranking import (impression_metrics, mean_impression_metrics, ndcg_score, score_prediction_file,
-                                        scores_to_ranks, write_prediction, write_truth)
+from fastformer.metrics.ranking import (
+    impression_metrics,
+    mean_impression_metrics,
+    ndcg_score,
+    score_prediction_file,
+    scores_to_ranks,
+    write_prediction,
+    write_truth,
+)
 from fastformer.mixers import MIXERS
 from fastformer.models.newsrec import NewsRecModel
 
@@ -109,7 +116,8 @@ def test_synthetic_format_and_signal(tmp_path):
     make_synthetic_mind(tmp_path / "a", **kw)
     make_synthetic_mind(tmp_path / "b", **kw)
     for f in ("news.tsv", "behaviors.tsv"):
-        assert (tmp_path / "a/MINDsynthetic_train" / f).read_text() == (tmp_path / "b/MINDsynthetic_train" / f).read_text()
+        a, b = (tmp_path / run / "MINDsynthetic_train" / f for run in ("a", "b"))
+        assert a.read_text() == b.read_text()
     sp = load_split(tmp_path / "a", version="synthetic", split="test")
     assert len(sp.impressions) == 50 and all(0 < sum(i.labels) < len(i.labels) for i in sp.impressions)
     assert _history_topic_auc(tmp_path / "a", "dev") > 0.65  # clicks follow the users' topic preferences

@@ -3,9 +3,9 @@
 * the generators are deterministic and their labels are right by construction (checked by independent solvers);
 * a tiny softmax-attention model learns a short MQAR instance (so the probe is learnable by a model with per-pair
   interactions: a failure of other mixers is about the mixer, not the data);
-* structural test: in Fastformer's official layer (and the paper form, and the pooling baseline) output i depends on the
-  other tokens only through the pooled global vectors -- two inputs built to have equal global vectors and equal x_i give
-  equal output i, while softmax attention on the same pair of inputs does not;
+* structural test: in Fastformer's official layer (and the paper form, and the pooling baseline) output i depends on
+  the other tokens only through the pooled global vectors -- two inputs built to have equal global vectors and equal
+  x_i give equal output i, while softmax attention on the same pair of inputs does not;
 * the pooling baseline's options match its slow reference.
 """
 from __future__ import annotations
@@ -165,7 +165,7 @@ def test_output_depends_on_other_tokens_only_through_global_vectors(name, kw):
     vector (sum_i w_i f(x_i) with f affine) is unchanged, so every other output must be unchanged -- although the
     inputs differ by a large amount. Softmax attention on the same inputs changes every output."""
     torch.manual_seed(0)
-    D, H, N, j, l = 32, 4, 12, 3, 8
+    D, H, N, j, l = 32, 4, 12, 3, 8  # noqa: E741  (tokens j and l of the docstring)
     m = build_mixer(name, d_model=D, n_heads=H, **kw).double().eval()
     with torch.no_grad():  # larger weights than the N(0, 0.02) init, so the pooling weights are far from uniform
         for p in m.parameters():

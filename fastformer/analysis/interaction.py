@@ -54,7 +54,7 @@ class Interaction:
     offdiag_share: float  # share of J's squared mass off the diagonal
 
     @staticmethod
-    def of(jmats: list[torch.Tensor]) -> "Interaction":
+    def of(jmats: list[torch.Tensor]) -> Interaction:
         rows = []
         for j in jmats:
             off = j - torch.diag(torch.diagonal(j))
