@@ -20,7 +20,8 @@ from torch.utils.data import DataLoader, RandomSampler
 from fastformer.mixers import implementation_report
 from fastformer.tasks.base import Task, build_loader, to_device
 from fastformer.train.distributed import GlobalBatchSampler, all_reduce_sum, barrier, setup_distributed
-from fastformer.utils import atomic_torch_save, atomic_write_json, count_params, device_name, git_sha, progress
+from fastformer.utils import (atomic_torch_save, atomic_write_json, count_params, device_name, git_sha, progress,
+                              resolve_device)
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +34,6 @@ def config_hash(cfg: DictConfig) -> str:
     for k in ("progress_bar", "resume", "stop_after_epochs", "device", "num_workers"):
         c.get("trainer", {}).pop(k, None)
     return hashlib.sha1(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"trainer.device={name!r} but CUDA is not available; use trainer.device=cpu")
-    return torch.device(name)
 
 
 class Trainer:
