@@ -1,7 +1,8 @@
 """Ablations: paper Figures 3 (interaction) and 4 (parameter sharing) + the review's redundancy rows.
 
-Reads classification runs named ``<ds>/fastformer`` (the full model = product interaction, qv+layer sharing),
-``<ds>/fastformer_official`` and ``ablation/<ds>/<variant>`` (configs/experiment/ablation/). Writes
+Reads the classification runs of variant ``fastformer`` (the full model = product interaction, qv+layer sharing; the
+runs of ``<ds>/fastformer``), ``fastformer_official`` and the ablation variants below (``variant`` of
+configs/experiment/ablation/<ds>/<variant>.yaml), by their recorded dataset and variant. Writes
 ``results/ablations.{md,csv,png}``: ours (mean ± std over seeds) beside the paper's bars (PAPER.md §2.6); the
 redundancy table adds parameter counts and Δ vs the full model, paired by seed (mean of per-seed differences).
 """
@@ -34,13 +35,16 @@ REDUNDANCY = [("full", "Fastformer (full, paper form)"), ("official", "Fastforme
               ("no_query_residual", "no query residual"), ("pooling_baseline", "pooling baseline mixer")]
 
 
+FULL = {"fastformer": "full", "fastformer_official": "official"}  # Table 4's runs these figures compare against
+VARIANTS = {k for rows in FIGURES.values() for k, _ in rows} | {k for k, _ in REDUNDANCY}
+ABLATIONS = VARIANTS - set(FULL.values())  # the variants of configs/experiment/ablation/<ds>/
+
+
 def _key(r: Run) -> tuple[str, str] | None:
-    parts = str(r.get("experiment") or "").split("/")
-    if len(parts) == 3 and parts[0] == "ablation":
-        return parts[1], parts[2]
-    if len(parts) == 2 and parts[1] in ("fastformer", "fastformer_official"):
-        return parts[0], "full" if parts[1] == "fastformer" else "official"
-    return None
+    """-> (dataset, row): ``full`` / ``official`` for the Table 4 Fastformer runs, else the ablation variant."""
+    v = r.get("variant")
+    row = FULL.get(v, v if v in ABLATIONS else None)
+    return (r.get("dataset"), row) if row else None
 
 
 def _paired_delta(runs: list[Run], ds: str, row: str, metric: str) -> Cell:

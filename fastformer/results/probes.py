@@ -1,12 +1,12 @@
 """Probes: test accuracy vs sequence length per mixer, per probe -> ``results/probes.{md,csv,png}``.
 
-Reads probe runs named ``probe/<data>/L<seq_len>/<row>`` (configs/experiment/probe/). For each probe the table lists
+Reads probe runs by their recorded dataset, variant (the row) and data_info (seq_len, params.n_pairs;
+configs/experiment/probe/). For each probe the table lists
 every row at every length (mean ± std over seeds), the parameter count, chance level, and a generated summary of which
 rows reach ``SOLVED`` accuracy at which lengths -- the text the README's "what the evidence says" is written from.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from fastformer.results.common import MISSING, Run, fmt_num, group, load_runs, md_table, provenance, write_outputs
@@ -22,18 +22,21 @@ ROWS = ["transformer", "longformer", "bigbird", "linformer", "linear_transformer
         "fastformer_no_query_residual"]
 
 
+# probe datasets keyed by n_pairs as well (their config tags the runs: ``run_tag: _P${data.params.n_pairs}``)
+PAIRS_AXIS = {"probe_mqar"}
+
+
 def _key(r: Run) -> tuple[str, int, str] | None:
-    """-> (panel, x, row). MQAR runs tagged with their pairs (``probe/probe_mqar/L32_P4/<row>``) form one panel per
-    length with x = n_pairs; every other probe has one panel with x = sequence length."""
-    parts = str(r.get("experiment") or "").split("/")
-    if len(parts) != 4 or parts[0] != "probe" or not parts[2].startswith("L"):
+    """-> (panel, x, row) from the run's dataset, variant and data_info. Runs of a ``PAIRS_AXIS`` dataset (a legacy
+    record: ``data_info.pairs_axis``) form one panel per length with x = n_pairs; every other probe has one panel with
+    x = sequence length."""
+    ds, row, info = r.get("dataset"), r.get("variant"), r.get("data_info") or {}
+    seq_len, n_pairs = info.get("seq_len"), (info.get("params") or {}).get("n_pairs")
+    if not ds or not row or seq_len is None:
         return None
-    m = re.fullmatch(r"L(\d+)(?:_P(\d+))?", parts[2])
-    if not m:
-        return None
-    if m.group(2):
-        return f"{parts[1]}@L{m.group(1)}", int(m.group(2)), parts[3]
-    return parts[1], int(m.group(1)), parts[3]
+    if info.get("pairs_axis", ds in PAIRS_AXIS) and n_pairs is not None:
+        return f"{ds}@L{seq_len}", int(n_pairs), row
+    return ds, int(seq_len), row
 
 
 def axis_name(panel: str) -> str:

@@ -26,13 +26,13 @@ DATASETS = {"amazon": "Amazon", "imdb": "IMDB", "mind_topics": "MIND (topics)"}
 
 
 def _row_key(r: Run) -> tuple[str, str]:
-    exp = str(r.get("experiment") or f"{r.get('dataset')}/{r.get('mixer')}")
-    ds, _, row = exp.partition("/")
-    return ds, row
+    return r.get("dataset"), r.get("variant")
 
 
 def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
-    runs = [r for r in load_runs(runs_root, task="classification") if _row_key(r)[0] in DATASETS]
+    # this table's runs: its datasets and rows (the ablation runs on the same datasets have their own variants)
+    runs = [r for r in load_runs(runs_root, task="classification")
+            if r.get("dataset") in DATASETS and r.get("variant") in ROWS]
     acc = group(runs, _row_key, "test.acc")
     mf = group(runs, _row_key, "test.macro_f1")
     tps = group(runs, _row_key, "train_tokens_per_s")

@@ -31,8 +31,7 @@ PLM_ROWS = {"plm_nr", "fastformer_plm_nr"}
 
 
 def _row(r: Run) -> str:
-    exp = str(r.get("experiment") or f"mind_rec/{r.get('mixer')}")
-    return exp.partition("/")[2]
+    return r.get("variant")
 
 
 def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:

@@ -27,9 +27,7 @@ METRICS = [("R-1", "rouge1"), ("R-2", "rouge2"), ("R-L", "rougeLsum")]  # R-L = 
 
 
 def _row_key(r: Run) -> tuple[str, str]:
-    exp = str(r.get("experiment") or f"{r.get('dataset')}/{r.get('mixer')}")
-    ds, _, row = exp.partition("/")
-    return ds, row
+    return r.get("dataset"), r.get("variant")
 
 
 def _uniq(runs: list[Run], key: str) -> str:
@@ -38,7 +36,7 @@ def _uniq(runs: list[Run], key: str) -> str:
 
 
 def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
-    runs = [r for r in load_runs(runs_root, task="summarization") if _row_key(r)[0] in DATASETS]
+    runs = [r for r in load_runs(runs_root, task="summarization") if r.get("dataset") in DATASETS]
     cells = {m: group(runs, _row_key, f"test.{m}") for _, m in METRICS}
     rl_sent = group(runs, _row_key, "test.rougeL")
     params, tps, wall = (group(runs, _row_key, k) for k in ("params", "train_tokens_per_s", "wall_s"))
