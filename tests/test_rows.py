@@ -32,3 +32,131 @@ def test_every_experiment_names_its_row(compose_experiment, name):
 
 def test_experiments_found():
     assert len(EXPERIMENTS) > 90 and "ablation/imdb/global_key_from_k" in EXPERIMENTS
+
+
+# ------------------------------------------------------------------------------ builders read the recorded fields
+MISLEADING = "probe/probe_dup/L128_P8/transformer"  # an experiment string that, if parsed, names a different row
+
+
+def _write(root: Path, name: str, rec: dict, failed: bool = False) -> None:
+    import json
+
+    d = root / name  # run dirs named after nothing: only the record's fields can place the run
+    d.mkdir(parents=True)
+    (d / ("failed.json" if failed else "metrics.json")).write_text(json.dumps(rec))
+
+
+def _rec(task, dataset, mixer, variant, seed, experiment=MISLEADING, **extra):
+    rec = {"task": task, "dataset": dataset, "mixer": mixer, "variant": variant, "seed": seed, "params": 100,
+           "device": "CPU (test)", **extra}
+    if experiment is not None:
+        rec["experiment"] = experiment
+    return rec
+
+
+def _row(md: str, section: str | None, name: str) -> str:
+    text = md.split(f"## {section}")[1].split("\n## ")[0] if section else md
+    return next(line for line in text.splitlines() if line.startswith(f"| {name} |"))
+
+
+def test_builders_place_runs_by_their_fields_not_the_experiment_string(tmp_path):
+    from fastformer.results import ablations, probes, table4, table5, table6
+
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    cls = lambda acc: {"test": {"acc": acc, "macro_f1": acc / 2}, "data_info": {"data_used": "fields test"}}  # noqa: E731
+    for seed in (1, 2):
+        _write(runs, f"a{seed}", _rec("classification", "amazon", "fastformer", "fastformer_official", seed,
+                                      **cls(70.0 + seed)))
+        _write(runs, f"b{seed}", _rec("classification", "imdb", "fastformer", "fastformer", seed, experiment=None,
+                                      **cls(60.0)))
+        _write(runs, f"c{seed}", _rec("classification", "imdb", "fastformer", "global_key_from_k", seed,
+                                      experiment="imdb/fastformer", **cls(50.0 + seed)))
+    _write(runs, "d", _rec("classification", "mind_topics", "longformer", "longformer", 1,
+                           experiment="amazon/transformer"), failed=True)
+    nr = {"test": {"auc": 61.0, "mrr": 30.0, "ndcg@5": 33.0, "ndcg@10": 40.0}, "data_info": {"data_used": "x"}}
+    _write(runs, "e", _rec("newsrec", "mind_rec", "transformer", "plm_nr", 1, experiment="mind_rec/transformer", **nr))
+    sm = {"test": {"rouge1": 31.0, "rouge2": 11.0, "rougeL": 21.0, "rougeLsum": 25.0}}
+    _write(runs, "f", _rec("summarization", "cnndm", "fastformer", "fastformer", 1, experiment="pubmed/bigbird", **sm))
+    mq = {"probe": "mqar", "seq_len": 32, "params": {"n_pairs": 2, "vocab": 64}, "n_train": 10}
+    _write(runs, "g", _rec("probe", "probe_mqar", "fastformer", "fastformer_official", 1, test={"acc": 97.0},
+                           data_info=mq))
+    _write(runs, "h", _rec("probe", "probe_dup", "transformer", "transformer", 1, experiment=None,
+                           test={"acc": 55.0}, data_info={"probe": "dup", "seq_len": 64, "params": {}}))
+
+    md = table4.build(runs, out, "quick").read_text()
+    assert _row(md, "Amazon", "Fastformer (released-code layer)").startswith("| Fastformer (released-code layer) | "
+                                                                            "71.50 ± 0.71 |")
+    assert _row(md, "IMDB", "Fastformer").startswith("| Fastformer | 60.00 ± 0.00 |")
+    assert _row(md, "MIND (topics)", "Longformer").startswith("| Longformer | failed |")
+    assert _row(md, "Amazon", "Transformer").startswith("| Transformer | — |")  # the strings named amazon/transformer
+    assert "51.50" not in md  # the ablation run is not a Table 4 row, whatever its experiment string says
+
+    md = table5.build(runs, out, "quick").read_text()
+    assert _row(md, None, "PLM-NR").startswith("| PLM-NR | 61.00 |")
+    assert _row(md, None, "Transformer (NRMS-style)").startswith("| Transformer (NRMS-style) | — |")
+
+    md = table6.build(runs, out, "quick").read_text()
+    assert _row(md, "CNN/DailyMail", "Fastformer").startswith("| Fastformer | 31.00 |")
+    assert "31.00" not in md.split("## PubMed")[1]
+
+    md = ablations.build(runs, out, "quick").read_text()
+    # IMDB columns of the redundancy table: Acc, Δ Acc (paired by seed vs the full model), params
+    assert "| no query-key product in k* | — | — | — | 51.50 ± 0.71 | -8.50 | 100 | — | — | — |" in md
+    assert "| Fastformer (released-code layer) | 71.50 ± 0.71 | ref" not in md
+    assert _row(md, None, "Fastformer (released-code layer)").startswith("| Fastformer (released-code layer) | "
+                                                                         "71.50 ± 0.71 |")
+
+    md = probes.build(runs, out, "quick").read_text()
+    mqar = md.split("(`data=probe_mqar`)")[1].split("\n## ")[0]
+    assert "L=32" in md.split("(`data=probe_mqar`)")[0].splitlines()[-1]  # the panel of length 32
+    assert "| Mixer | P=2 | n | params |" in mqar and "| fastformer_official | 97.0 | 1 | 100 |" in mqar
+    dup = md.split("(`data=probe_dup`)")[1].split("\n## ")[0]
+    assert "| Mixer | L=64 | n | params |" in dup and "| transformer | 55.0 | 1 | 100 |" in dup
+    assert "L=128" not in md and "P=8" not in md
+
+
+# ------------------------------------------------------------------------------------------ the legacy shim
+@pytest.mark.parametrize("exp, dataset, variant", [
+    ("imdb/fastformer_official", "imdb", "fastformer_official"),
+    ("mind_rec/plm_nr", "mind_rec", "plm_nr"),
+    ("ablation/imdb/global_key_from_k", "imdb", "global_key_from_k"),
+    ("probe/probe_mqar/L32_P2/fastformer_global_key_k", "probe_mqar", "fastformer_global_key_k"),
+    ("probe/probe_dup/L64/transformer", "probe_dup", "transformer"),
+])
+def test_legacy_records_get_their_row_fields_from_the_shim(tmp_path, exp, dataset, variant):
+    from fastformer.results.common import ROW_FIELDS, load_runs
+
+    task = "probe" if exp.startswith("probe/") else "classification"
+    _write(tmp_path, "run", {"task": task, "experiment": exp, "seed": 1, "test": {"acc": 1.0}})  # no variant/dataset
+    (r,) = load_runs(tmp_path)
+    assert all(k in r.data for k in ROW_FIELDS)
+    assert (r.get("task"), r.get("dataset"), r.get("variant"), r.get("mixer")) == (task, dataset, variant, None)
+    if exp.startswith("probe/"):
+        L, _, P = exp.split("/")[2][1:].partition("_P")
+        assert r.get("data_info.seq_len") == int(L) and r.get("data_info.pairs_axis") is bool(P)
+        assert r.get("data_info.params.n_pairs") == (int(P) if P else None)
+
+
+def test_shim_leaves_current_records_alone_and_falls_back_to_dataset_and_mixer(tmp_path):
+    from fastformer.results.common import load_runs
+
+    _write(tmp_path, "new", _rec("classification", "amazon", "fastformer", "sharing_qv", 1))
+    _write(tmp_path, "old", {"task": "classification", "dataset": "imdb", "mixer": "linformer", "seed": 1,
+                             "error": "boom"}, failed=True)
+    new, old = load_runs(tmp_path)
+    assert (new.get("dataset"), new.get("variant"), new.get("data_info")) == ("amazon", "sharing_qv", None)
+    assert (old.status, old.get("dataset"), old.get("variant")) == ("failed", "imdb", "linformer")
+
+
+def test_a_legacy_untagged_mqar_run_keeps_its_length_axis(tmp_path):
+    """Legacy probe_mqar runs named without the _P tag were tabulated with x = sequence length; they still are."""
+    from fastformer.results import probes
+    from fastformer.results.common import load_runs
+
+    info = {"data_info": {"probe": "mqar", "params": {"n_pairs": 4}}}
+    _write(tmp_path, "old", {"task": "probe", "experiment": "probe/probe_mqar/L64/transformer", "seed": 1, **info})
+    _write(tmp_path, "new", _rec("probe", "probe_mqar", "transformer", "transformer", 1,
+                                 data_info={"probe": "mqar", "seq_len": 64, "params": {"n_pairs": 4}}))
+    old, new = sorted(load_runs(tmp_path), key=lambda r: r.path.name, reverse=True)
+    assert probes._key(old) == ("probe_mqar", 64, "transformer")
+    assert probes._key(new) == ("probe_mqar@L64", 4, "transformer")
