@@ -19,6 +19,7 @@ import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
+from fastformer.config_schema import validate_config  # noqa: E402
 from fastformer.train.distributed import broadcast_object, setup_distributed  # noqa: E402
 from fastformer.train.logging import NullLogger, build_logger  # noqa: E402
 from fastformer.train.trainer import Trainer  # noqa: E402
@@ -32,6 +33,7 @@ def train(cfg: DictConfig, run_dir: str) -> dict:
 
     The Trainer does the rest (loaders, checkpoints, best-epoch reload, outputs, prediction file, metrics.json);
     under DDP only rank 0 logs (W&B) and writes files."""
+    validate_config(cfg)  # an unknown or mistyped key stops here, before any data is read
     metrics_path = Path(run_dir) / "metrics.json"
     if cfg.get("skip_finished") and metrics_path.exists():
         log.info("skipping %s: metrics.json exists (skip_finished=true)", run_dir)
@@ -50,6 +52,8 @@ def train(cfg: DictConfig, run_dir: str) -> dict:
             atomic_write_json(Path(run_dir) / "failed.json", {
                 "task": cfg.task.name, "dataset": cfg.data.get("name"), "mixer": cfg.model.mixer.name,
                 "variant": cfg.get("variant") or cfg.model.mixer.name,
+                "data_info": {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+                              for k, v in cfg.data.items() if k in ("seq_len", "params")},  # the probes' axes
                 "experiment": cfg.get("experiment_name"), "seed": int(cfg.seed), "preset": cfg.get("preset_name"),
                 "error": f"{type(e).__name__}: {e}".splitlines()[0][:500], "git_sha": git_sha()})
         raise

@@ -25,7 +25,10 @@ def compose_experiment():
 def test_every_experiment_names_its_row(compose_experiment, name):
     """cfg.variant (the row written to metrics.json) is the last component of the experiment's name; it is the mixer
     unless the file sets it (variants of one mixer, ablations, the PLM rows)."""
+    from fastformer.config_schema import validate_config
+
     cfg = compose_experiment(name)
+    validate_config(cfg)  # every key of every experiment is in the schemas (fastformer/config_schema.py)
     assert cfg.variant == str(cfg.experiment_name).split("/")[-1], (name, cfg.variant, cfg.experiment_name)
     assert cfg.variant  # never empty
 

@@ -1,0 +1,288 @@
+"""Config schemas: every key of a composed run config is checked before any data is read.
+
+The YAML files under configs/ stay the place where values live; these dataclasses say which keys exist and, for the
+trainer, logger and task, of which type. ``validate_config(cfg)`` (called first thing by scripts/train.py's
+``train``) merges each group onto its schema with OmegaConf's structured-config checks, so a typo anywhere -- on the
+command line (``trainer.max_epoch=3`` with ``+``), in an experiment file or in ``configs/local/default.yaml`` -- stops
+the run with one line naming the key and the valid ones, instead of being silently ignored by a ``.get(..., default)``.
+
+* ``model.mixer``: the keyword arguments of the registered mixer's constructor (``fastformer.mixers.mixer_kwargs``);
+* ``model.encoder``: the keyword arguments of ``fastformer.models.encoder.Encoder`` that a config may set;
+* ``optimizer``: ``_target_`` / ``_partial_`` plus the optimizer class's own arguments;
+* ``data`` and ``task``: one schema per task (``task.name``).
+Adding a config key means adding it here too (tests/test_config_schema.py composes every experiment under every
+preset and checks that each validates).
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+# NB: Optional[...] / Any rather than ``X | None``: OmegaConf reads these annotations at runtime (Python 3.10).
+
+
+@dataclass
+class TrainerSchema:
+    device: str = "auto"
+    precision: str = "auto"
+    max_epochs: int = 3
+    grad_clip: Optional[float] = None
+    limit_train_batches: Optional[int] = None
+    log_every: int = 50
+    progress_bar: bool = True
+    resume: bool = True
+    stop_after_epochs: Optional[int] = None
+
+
+@dataclass
+class LoggerSchema:
+    kind: str = "none"
+    project: Optional[str] = None
+    entity: Optional[str] = None
+    mode: str = "offline"
+    group: Optional[str] = None
+    name: Optional[str] = None
+    tags: list[str] = field(default_factory=list)
+    artifacts: bool = False
+    job_type: Optional[str] = None
+
+
+@dataclass
+class PathsSchema:
+    root_dir: str = "."
+    data_root: str = "data"
+    log_dir: str = "logs"
+    results_dir: str = "results"
+    cache_dir: str = "data/.cache"
+
+
+@dataclass
+class TaskSchema:
+    _target_: str = ""
+    name: str = ""
+    monitor: str = "acc"
+    batch_size: int = 64
+    eval_batch_size: int = 128
+    num_workers: int = 0
+
+
+@dataclass
+class NewsRecTaskSchema(TaskSchema):
+    neg_k: int = 4
+    news_batch_size: int = 512
+
+
+@dataclass
+class GenerateSchema:
+    beam: int = 5
+    length_penalty: float = 1.0
+    min_len: int = 0
+    max_len: Optional[int] = None
+    no_repeat_ngram: int = 3
+
+
+@dataclass
+class SummarizationTaskSchema(TaskSchema):
+    label_smoothing: float = 0.0
+    val_rouge_docs: int = 200
+    generate: GenerateSchema = field(default_factory=GenerateSchema)
+
+
+@dataclass
+class ModelSchema:  # mixer and encoder are checked against the code's signatures (below)
+    d_model: int = 256
+    n_heads: int = 16
+    dropout: float = 0.2
+    embedding_init: Optional[str] = None
+    encoder: dict[str, Any] = field(default_factory=dict)
+    mixer: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class NewsRecModelSchema(ModelSchema):
+    news_encoder: str = "mixer"
+    hf_path: Optional[str] = None
+
+
+@dataclass
+class Seq2SeqModelSchema(ModelSchema):
+    dec_layers: int = 4
+    dec_d_ff: int = 1024
+    attn_dropout: float = 0.0
+    tie_embeddings: bool = True
+
+
+@dataclass
+class ClassificationDataSchema:  # fastformer/data/classification.py (values vary per dataset: Any)
+    name: Any = None
+    root: Any = None
+    path: Any = None
+    loader: Any = None
+    format: Any = None
+    variant: Any = None
+    download: Any = None
+    text_field: Any = None
+    label_field: Any = None
+    label_mode: Any = None
+    body_path: Any = None
+    body_column: Any = None
+    use_summary: Any = None
+    categories: Any = None
+    fallback_all_categories: Any = None
+    split_sizes: Any = None
+    seed: Any = None
+    max_train: Any = None
+    max_eval: Any = None
+    max_len: Any = None
+    tokenizer: Any = None
+    lowercase: Any = None
+    vocab_size: Any = None
+    min_freq: Any = None
+    glove_path: Any = None
+    glove_projection: Any = None
+    cache_dir: Any = None
+    num_workers: Any = None
+
+
+@dataclass
+class NewsRecDataSchema:  # fastformer/data/mind_rec.py
+    name: Any = None
+    root: Any = None
+    version: Any = None
+    download: Any = None
+    train_split: Any = None
+    val_split: Any = None
+    test_split: Any = None
+    predict_split: Any = None
+    max_train_impressions: Any = None
+    max_eval_impressions: Any = None
+    max_history: Any = None
+    max_title_len: Any = None
+    tokenizer: Any = None
+    max_vocab: Any = None
+    vocab_min_freq: Any = None
+    glove_path: Any = None
+    seed: Any = None
+    synthetic: Any = None
+
+
+@dataclass
+class SummarizationDataSchema:  # fastformer/data/summarization.py
+    name: Any = None
+    root: Any = None
+    subdir: Any = None
+    files: Any = None
+    sample_file: Any = None
+    download: Any = None
+    val_fraction: Any = None
+    test_fraction: Any = None
+    split_seed: Any = None
+    max_train: Any = None
+    max_eval: Any = None
+    max_src_len: Any = None
+    max_tgt_len: Any = None
+    vocab_size: Any = None
+    vocab_train_docs: Any = None
+    cache_dir: Any = None
+
+
+@dataclass
+class ProbeDataSchema:  # fastformer/data/probes.py
+    name: Any = None
+    probe: Any = None
+    seq_len: Any = None
+    params: Any = None
+    n_train: Any = None
+    n_eval: Any = None
+    data_seed: Any = None
+    fresh_per_epoch: Any = None
+    run_tag: Any = None
+
+
+TASK_SCHEMAS = {"classification": (TaskSchema, ClassificationDataSchema, ModelSchema),
+                "newsrec": (NewsRecTaskSchema, NewsRecDataSchema, NewsRecModelSchema),
+                "summarization": (SummarizationTaskSchema, SummarizationDataSchema, Seq2SeqModelSchema),
+                "probe": (TaskSchema, ProbeDataSchema, ModelSchema)}
+TOP_LEVEL = {"seed", "experiment_name", "variant", "skip_finished", "predict", "preset_name", "trainer", "optimizer",
+             "logger", "paths", "task", "data", "model", "hydra"}
+# Encoder arguments a config must not set: the task passes them
+_ENCODER_FROM_TASK = {"self", "d_model", "n_heads", "mixer", "mixer_kwargs", "dropout", "max_len"}
+_WHERE = "(from the command line, an experiment / preset / sweep file, or configs/local/default.yaml)"
+
+
+class ConfigError(ValueError):
+    """An unknown or mistyped config key, before any data is read."""
+
+
+def _keys(schema) -> list[str]:
+    return [f.name for f in dataclasses.fields(schema)]
+
+
+def _unknown(path: str, keys, valid) -> None:
+    bad = sorted(set(keys) - set(valid))
+    if bad:
+        raise ConfigError(f"unknown config key {path}.{bad[0]} {_WHERE}; valid keys under {path}: "
+                          f"{', '.join(sorted(valid))}")
+
+
+def _check(path: str, node: Any, schema) -> None:
+    """``node`` (a resolved dict) against a dataclass: unknown keys and wrong types, as one line."""
+    if not isinstance(node, dict):
+        raise ConfigError(f"config key {path} must be a mapping, got {node!r}")
+    _unknown(path, node, _keys(schema))
+    try:
+        OmegaConf.merge(OmegaConf.structured(schema), node)
+    except (ConfigKeyError, ValidationError) as err:
+        key = getattr(err, "full_key", None) or "?"
+        msg = str(err).splitlines()[0]
+        raise ConfigError(f"config key {path}.{key}: {msg} {_WHERE}") from None
+
+
+def _signature_args(fn) -> list[str]:
+    params = inspect.signature(fn).parameters
+    return [p for p, v in params.items() if p != "self" and v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL)]
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Raise :class:`ConfigError` (one line: the key, where it may come from, the valid keys) on the first unknown
+    or mistyped key of a run config; returns None when the config is clean."""
+    from fastformer.mixers import MIXERS, mixer_kwargs
+    from fastformer.models.encoder import Encoder
+
+    _unknown("<root>", [k for k in cfg.keys()], TOP_LEVEL)
+    task_name = cfg.task.get("name")
+    if task_name not in TASK_SCHEMAS:
+        raise ConfigError(f"task.name={task_name!r} has no schema; known tasks: {sorted(TASK_SCHEMAS)} "
+                          "(fastformer/config_schema.py)")
+    task_s, data_s, model_s = TASK_SCHEMAS[task_name]
+    c = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("trainer", "logger", "paths", "task", "data",
+                                                                  "model", "optimizer") if k in cfg}
+    _check("trainer", c.get("trainer", {}), TrainerSchema)
+    _check("logger", c.get("logger", {}), LoggerSchema)
+    _check("paths", c.get("paths", {}), PathsSchema)
+    _check("task", c["task"], task_s)
+    _check("data", c["data"], data_s)
+    _check("model", c["model"], model_s)
+    mixer = dict(c["model"].get("mixer") or {})
+    name = mixer.pop("name", None)
+    if name not in MIXERS:
+        raise ConfigError(f"model.mixer.name={name!r} is not a registered mixer; registered: {sorted(MIXERS)}")
+    _unknown("model.mixer", mixer, mixer_kwargs(name))
+    enc_valid = set(_signature_args(Encoder.__init__)) - _ENCODER_FROM_TASK
+    _unknown("model.encoder", c["model"].get("encoder") or {}, enc_valid)
+    opt = c.get("optimizer") or {}
+    target = opt.get("_target_")
+    if not target:
+        raise ConfigError("optimizer._target_ is missing (configs/optimizer/*.yaml)")
+    module, _, attr = str(target).rpartition(".")
+    try:
+        opt_cls = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError, ValueError):
+        raise ConfigError(f"optimizer._target_={target!r} cannot be imported") from None
+    _unknown("optimizer", opt, {"_target_", "_partial_", *(_signature_args(opt_cls.__init__)[1:])})
