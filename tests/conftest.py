@@ -38,3 +38,31 @@ def compose_cfg():
             return compose(config_name, overrides=overrides)
 
     return _compose
+
+
+@pytest.fixture
+def check_sharded_eval():
+    """check_sharded_eval(task, model, split): the records of 2 (or ``world``) evaluation shards, gathered in rank order,
+    give the metrics of one whole evaluation (what the Trainer relies on under DDP)."""
+    import torch
+
+    from fastformer.tasks.base import build_loader
+    from fastformer.train.distributed import ShardSampler
+
+    def _check(task, model, split: str, world: int = 2) -> dict:
+        model.eval()
+        with torch.no_grad():
+            whole = task.evaluate(model, split)
+            records = []
+            for r in range(world):
+                task.bind_loaders(lambda s, r=r: build_loader(
+                    task, s, sampler=ShardSampler(len(task.dataset(s)), rank=r, world=world)))
+                records += task.eval_outputs(model, split)
+            task.bind_loaders(None)
+            sharded = task.eval_metrics(records, split)
+        assert sharded.keys() == whole.keys()
+        for k in whole:
+            assert sharded[k] == pytest.approx(whole[k], rel=1e-6, abs=1e-9), k
+        return whole
+
+    return _check

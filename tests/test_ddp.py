@@ -44,7 +44,7 @@ def one_and_two(tmp_path_factory):
 
 def test_two_gloo_processes_equal_one_process(one_and_two):
     (m1, d1), (m2, d2), _ = one_and_two
-    assert m1["world_size"] == 1 and m2["world_size"] == 2
+    assert m1["world_size"] == 1 and m2["world_size"] == 2 and m2["eval_shards"] == 2  # val/test sharded, gathered
     for h1, h2 in zip(m1["history"], m2["history"], strict=True):
         assert h2["train_loss"] == pytest.approx(h1["train_loss"], rel=1e-5, abs=1e-6)
         assert h2["val_acc"] == pytest.approx(h1["val_acc"], abs=1e-9)
@@ -89,3 +89,19 @@ def test_global_batch_sampler_is_the_one_process_order_split_over_ranks():
     assert sorted(r0 + r1) == list(range(37))  # the tail of 5 split 3 + 2: nothing lost, nothing twice
     with pytest.raises(ValueError, match="divisible"):
         GlobalBatchSampler(10, global_batch=5, rank=0, world=2, generator_seed=0)
+
+
+def test_sharded_classification_and_probe_evaluation_equal_whole(compose_cfg, fixture_root, tmp_path,
+                                                                  check_sharded_eval):
+    from fastformer.tasks.classification import ClassificationTask
+    from fastformer.tasks.probe import ProbeTask
+
+    for task_cls, over in ((ClassificationTask, ["experiment=amazon/fastformer", f"data.root={fixture_root}",
+                                                 f"paths.cache_dir={tmp_path}/cache", "task.eval_batch_size=7"]),
+                           (ProbeTask, ["experiment=probe/fastformer", "data=probe_mqar", "data.seq_len=32",
+                                        "data.n_eval=37", "task.eval_batch_size=8"])):
+        torch.manual_seed(0)
+        task = task_cls(compose_cfg([*over, "model.d_model=16", "model.n_heads=2", "logger=none"]))
+        task.setup()
+        for split in ("val", "test"):
+            check_sharded_eval(task, task.build_model(), split, world=3)

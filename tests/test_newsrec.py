@@ -191,7 +191,7 @@ def _cfg(root: Path, tmp: Path, mixer: str = "transformer", **data):
                   "embedding_init": "random", "encoder": {"n_layers": 1}, "mixer": {"name": mixer}}})
 
 
-def test_end_to_end_beats_random_and_popularity(tmp_path):
+def test_end_to_end_beats_random_and_popularity(tmp_path, check_sharded_eval):
     from fastformer.tasks.newsrec import NewsRecTask
     make_synthetic_mind(tmp_path / "d", n_news=150, n_topics=4, n_users=150, user_alpha=0.15, beta=3.0, pop_std=0.3,
                         topic_word_frac=0.8, max_history=12, max_candidates=8,
@@ -212,6 +212,7 @@ def test_end_to_end_beats_random_and_popularity(tmp_path):
         out = task.evaluate(model, "test")
     assert out["n_impressions"] == 200 and abs(out["rand_auc"] - 50) < 8
     assert out["auc"] > 65 and out["auc"] > out["pop_auc"] + 5, out
+    check_sharded_eval(task, model, "test")  # 2 DDP shards of the impressions give the same AUC/MRR/nDCG
     pred = task.predict(model, tmp_path / "pred")  # official file, scored like the official script
     assert pred["auc"] * 100 == pytest.approx(out["auc"], abs=1e-6)
     assert "synthetic MIND over synthetic titles" in task.data_info()["data_used"]

@@ -277,7 +277,7 @@ def test_training_step_per_mixer(mixer):
     assert any(g is not None and g.abs().sum() > 0 for g in mixer_grads) or not mixer_grads
 
 
-def test_task_end_to_end_and_table6(tmp_path, monkeypatch):
+def test_task_end_to_end_and_table6(tmp_path, monkeypatch, check_sharded_eval):
     """Hydra config -> SummarizationTask -> Trainer (2 epochs, tiny) -> metrics.json -> Table 6 builder."""
     from hydra import compose, initialize_config_dir
 
@@ -305,6 +305,8 @@ def test_task_end_to_end_and_table6(tmp_path, monkeypatch):
         assert k in test and math.isfinite(test[k])
     assert 0 <= test["rouge1"] <= 100 and metrics["val"]["neg_loss"] == -metrics["val"]["loss"]
     assert metrics["best_epoch"] in (1, 2) and "val_rougeLsum" in metrics["history"][0]  # val ROUGE on 3 docs
+    for split in ("val", "test"):  # 2 DDP shards of the evaluation give these metrics (NLL, ROUGE, lead-3)
+        check_sharded_eval(task, task.build_model(), split)
     dumped = [json.loads(line) for line in (run_dir / "test_summaries.jsonl").read_text().splitlines()]
     assert dumped and {"id", "prediction", "reference"} <= set(dumped[0])  # inspectable outputs beside metrics.json
     # lead-3 of the fixture: the first 3 sentences contain the 2-sentence reference -> high recall, exact scorer

@@ -10,9 +10,15 @@ A task **declares**; the Trainer **runs**. A subclass implements::
     collate(split) -> callable | None  # the collate function of a split (None: torch's default)
     build_model() -> nn.Module         # use self.encoder_kwargs() for the parts every task shares
     training_step(model, batch) -> (loss: scalar Tensor, n_tokens: int)   # batch is already on the device
-    evaluate(model, split) -> {name: float}    # under torch.no_grad() + model.eval() (the Trainer sets both);
-                                       # iterate with self.batches(split, device): device-moved batches of the
-                                       # loader the Trainer built for that split
+    eval_outputs(model, split) -> list # picklable records of the split (per batch or per item), under
+                                       # torch.no_grad() + model.eval() (the Trainer sets both); iterate with
+                                       # self.batches(split, device): device-moved batches of the loader the
+                                       # Trainer built for that split -- under DDP this rank's shard of it
+    eval_metrics(outputs, split) -> {name: float}   # metrics from ALL the split's records (any order): under DDP
+                                       # the Trainer gathers every rank's records first, so the metrics equal a
+                                       # 1-process evaluation
+    evaluate(model, split)             # = eval_metrics(eval_outputs(model, split), split) in one process; a task
+                                       # may override evaluate alone instead (then DDP evaluates it on rank 0)
 Optional::
 
     train_dataset(epoch) -> Dataset    # the training set of an epoch (default: datasets()["train"] every epoch;
@@ -90,8 +96,19 @@ class Task:
     def training_step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, int]:
         raise NotImplementedError
 
-    def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
+    def eval_outputs(self, model: nn.Module, split: str) -> list:
         raise NotImplementedError
+
+    def eval_metrics(self, outputs: list, split: str) -> dict[str, float]:
+        raise NotImplementedError
+
+    def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
+        return self.eval_metrics(self.eval_outputs(model, split), split)
+
+    @classmethod
+    def shards_evaluation(cls) -> bool:
+        """Whether the Trainer may shard this task's evaluation over DDP ranks (it implements the two parts)."""
+        return cls.eval_outputs is not Task.eval_outputs and cls.eval_metrics is not Task.eval_metrics
 
     # ------------------------------------------------------------------------------------------- optional
     def train_dataset(self, epoch: int) -> Dataset:

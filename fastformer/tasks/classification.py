@@ -44,12 +44,15 @@ class ClassificationTask(Task):
         logits = model(batch["input_ids"], batch["attention_mask"])  # (B, C)
         return F.cross_entropy(logits.float(), batch["labels"]), int(batch["attention_mask"].sum())
 
-    def evaluate(self, model, split: str) -> dict[str, float]:
-        preds, labels = [], []
+    def eval_outputs(self, model, split: str) -> list:
+        out = []
         for batch in self.batches(split, next(model.parameters()).device):
-            preds.append(model(batch["input_ids"], batch["attention_mask"]).argmax(-1).cpu().numpy())
-            labels.append(batch["labels"].cpu().numpy())
-        p, y = np.concatenate(preds), np.concatenate(labels)
+            pred = model(batch["input_ids"], batch["attention_mask"]).argmax(-1)
+            out.append((pred.cpu().numpy(), batch["labels"].cpu().numpy()))
+        return out
+
+    def eval_metrics(self, outputs: list, split: str) -> dict[str, float]:
+        p, y = np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs])
         return {"acc": 100.0 * accuracy_score(y, p),
                 "macro_f1": 100.0 * f1_score(y, p, average="macro", labels=np.arange(self.ds.n_classes),
                                              zero_division=0),

@@ -174,12 +174,14 @@ class NewsRecTask(Task):
                                       **{f"rand_{k}": rnd[k] for k in METRIC_KEYS}}
         return self._baselines[split]
 
-    def evaluate(self, model, split: str) -> dict[str, float]:
-        scored = self.score_split(model, split)
-        if any(lab is None for _, _, lab in scored):
+    def eval_outputs(self, model, split: str) -> list:
+        return self.score_split(model, split)
+
+    def eval_metrics(self, outputs: list, split: str) -> dict[str, float]:
+        if any(lab is None for _, _, lab in outputs):
             raise ValueError("evaluation split has unlabelled impressions (MINDlarge_test): set data.test_split=dev "
                              "and data.predict_split=test, then call predict() for the leaderboard file")
-        return {**self._metrics([(lab, s) for _, s, lab in scored]), **self.baselines(split)}
+        return {**self._metrics([(lab, s) for _, s, lab in outputs]), **self.baselines(split)}
 
     def predict(self, model, run_dir: str | Path, *, split: str | None = None) -> dict:
         """Write ``prediction.txt`` for ``split`` (default: data.predict_split if set, else test), in file order;

@@ -84,12 +84,15 @@ class ProbeTask(Task):
         loss, _, _ = probe_loss_and_correct(model(batch["ids"], batch["mask"]), batch["target"])
         return loss, int(batch["mask"].sum())
 
-    def evaluate(self, model, split: str) -> dict[str, float]:
-        correct = asked = 0
-        loss_sum = 0.0
+    def eval_outputs(self, model, split: str) -> list[tuple[int, int, float]]:
+        out = []
         for batch in self.batches(split, next(model.parameters()).device):
             loss, c, n = probe_loss_and_correct(model(batch["ids"], batch["mask"]), batch["target"])
-            correct, asked, loss_sum = correct + c, asked + n, loss_sum + float(loss) * n
+            out.append((c, n, float(loss) * n))  # (correct, asked, summed loss) per batch
+        return out
+
+    def eval_metrics(self, outputs: list, split: str) -> dict[str, float]:
+        correct, asked, loss_sum = (sum(o[i] for o in outputs) for i in range(3))
         return {"acc": 100.0 * correct / max(asked, 1), "loss": loss_sum / max(asked, 1)}
 
     def data_info(self) -> dict:

@@ -104,40 +104,60 @@ class SummarizationTask(Task):
                                label_smoothing=float(self.cfg.task.label_smoothing))
         return loss, int(batch["src_mask"].sum() + (batch["tgt_out"] != PAD).sum())
 
-    def _nll(self, model, split: str, device) -> float:
-        total, count = 0.0, 0
+    def _nll(self, model, split: str, device) -> list[tuple[float, int]]:
+        """(summed token NLL, target tokens) per batch of ``split``."""
+        out = []
         for batch in self.batches(split, device):
             logits = model(batch["src"], batch["src_mask"], batch["tgt_in"])
-            total += F.cross_entropy(logits.float().transpose(1, 2), batch["tgt_out"], ignore_index=PAD,
-                                     reduction="sum").item()
-            count += int((batch["tgt_out"] != PAD).sum())
-        return total / max(count, 1)
+            out.append((F.cross_entropy(logits.float().transpose(1, 2), batch["tgt_out"], ignore_index=PAD,
+                                        reduction="sum").item(), int((batch["tgt_out"] != PAD).sum())))
+        return out
 
-    def summarize(self, model, split: str) -> tuple[list[str], list[Example]]:
-        """Generate a summary for every document of ``split`` -> (predictions, their examples)."""
+    def decode(self, model, split: str) -> list[tuple[str, int]]:
+        """(summary, index of its example) for every document of ``split``."""
         g, device = self.cfg.task.generate, next(model.parameters()).device
         max_len = int(g.max_len) if g.get("max_len") else self.max_tgt
-        ds = self.dataset(split)
-        base = ds.dataset if isinstance(ds, torch.utils.data.Subset) else ds
-        preds, exs = [], []
+        out = []
         for batch in self.batches(split, device):
             ids = generate(model, batch["src"], batch["src_mask"], bos=BOS, eos=EOS, pad=PAD,
                            beam=int(g.beam), max_len=max_len + 1, min_len=min(int(g.min_len), max_len),
                            length_penalty=float(g.length_penalty),
                            no_repeat_ngram=int(g.no_repeat_ngram))
-            preds += [self.vocab.decode(s) for s in ids]
-            exs += [base.examples[int(i)] for i in batch["idx"]]
-        return preds, exs
+            out += [(self.vocab.decode(s), int(i)) for s, i in zip(ids, batch["idx"])]
+        return out
 
-    def evaluate(self, model, split: str) -> dict[str, float]:
-        """``val``: token NLL + ROUGE of the ``val_rouge`` subset (when task.val_rouge_docs > 0); ``test``: NLL,
-        ROUGE of every document and the lead-3 baseline on them; other splits: NLL + ROUGE of that split."""
-        nll = self._nll(model, split, next(model.parameters()).device)
+    def _examples(self, split: str, idx: list[int]) -> list[Example]:
+        ds = self.dataset(split)
+        base = ds.dataset if isinstance(ds, torch.utils.data.Subset) else ds
+        return [base.examples[i] for i in idx]
+
+    def summarize(self, model, split: str) -> tuple[list[str], list[Example]]:
+        """Generate a summary for every document of ``split`` -> (predictions, their examples)."""
+        pairs = self.decode(model, split)
+        return [p for p, _ in pairs], self._examples(split, [i for _, i in pairs])
+
+    def _gen_split(self, split: str) -> str | None:
+        return ("val_rouge" if self.has_split("val_rouge") else None) if split == "val" else split
+
+    def eval_outputs(self, model, split: str) -> list:
+        """``val``: token NLL + the decoded ``val_rouge`` subset (when task.val_rouge_docs > 0); ``test`` (and other
+        splits): NLL + every document decoded. Records: ("nll", sum, count) per batch, ("gen", summary, index)."""
+        out = [("nll", s, c) for s, c in self._nll(model, split, next(model.parameters()).device)]
+        gen = self._gen_split(split)
+        if gen is not None:
+            out += [("gen", p, i) for p, i in self.decode(model, gen)]
+        return out
+
+    def eval_metrics(self, outputs: list, split: str) -> dict[str, float]:
+        """NLL over every batch; ROUGE of the decoded documents; on ``test`` also lead-3 on the same documents."""
+        total, count = sum(o[1] for o in outputs if o[0] == "nll"), sum(o[2] for o in outputs if o[0] == "nll")
+        nll = total / max(count, 1)
         out = {"loss": nll, "neg_loss": -nll}
-        gen_split = ("val_rouge" if self.has_split("val_rouge") else None) if split == "val" else split
-        if gen_split is None:
+        gen = sorted((o[2], o[1]) for o in outputs if o[0] == "gen")  # document order, whatever the shards
+        if not gen:
             return out
-        preds, exs = self.outputs[split] = self.summarize(model, gen_split)
+        preds, exs = [p for _, p in gen], self._examples(self._gen_split(split), [i for i, _ in gen])
+        self.outputs[split] = (preds, exs)
         refs = [e.target for e in exs]
         out.update(rouge(preds, refs))
         out["gen_len_words"] = sum(len(p.split()) for p in preds) / len(preds)

@@ -50,6 +50,15 @@ def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
     return t.tolist()
 
 
+def all_gather(obj: Any) -> list[Any]:
+    """Every rank's ``obj``, in rank order (``[obj]`` in one process)."""
+    if not dist.is_initialized():
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
@@ -87,3 +96,17 @@ class GlobalBatchSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return sum(len(s) for s in self._slices())
+
+
+class ShardSampler(Sampler[int]):
+    """Evaluation shard of rank ``r`` of ``K``: items ``r, r + K, r + 2K, ...`` -- every item exactly once over the
+    ranks, no padding (unlike ``DistributedSampler``), so gathered records give the 1-process metrics."""
+
+    def __init__(self, n: int, *, rank: int, world: int):
+        self.n, self.rank, self.world = n, rank, world
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.n, self.world))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.n, self.world))

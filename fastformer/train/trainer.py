@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from fastformer.mixers import implementation_report
 from fastformer.tasks.base import Task, build_loader, to_device
-from fastformer.train.distributed import GlobalBatchSampler, all_reduce_sum, barrier, setup_distributed
+from fastformer.train.distributed import (GlobalBatchSampler, ShardSampler, all_gather, all_reduce_sum, barrier,
+                                          setup_distributed)
 from fastformer.utils import (atomic_torch_save, atomic_write_json, count_params, device_name, git_sha, progress,
                               resolve_device)
 
@@ -63,6 +64,7 @@ class Trainer:
         if cfg.get("predict") and not task.can_predict():
             raise ValueError(f"predict=true: task {cfg.task.name!r} has no prediction-file writer; set predict=false")
         self._eval_loaders: dict[str, DataLoader] = {}
+        self.shard_eval = self.ddp and task.shards_evaluation()
 
     # ------------------------------------------------------------------------------------------------ helpers
     def _autocast(self):
@@ -82,14 +84,28 @@ class Trainer:
                             batch_size=int(self.cfg.task.batch_size) // self.world)
 
     def _eval_loader(self, split: str) -> DataLoader:
+        """The loader of an evaluation split; under DDP (for a task that shards) this rank's shard of it."""
         if split not in self._eval_loaders:
-            self._eval_loaders[split] = build_loader(self.task, split, pin_memory=self.device.type == "cuda")
+            sampler = None
+            if self.shard_eval:
+                sampler = ShardSampler(len(self.task.dataset(split)), rank=self.rank, world=self.world)
+            self._eval_loaders[split] = build_loader(self.task, split, sampler=sampler,
+                                                     pin_memory=self.device.type == "cuda")
         return self._eval_loaders[split]
 
     def _evaluate(self, model, split: str) -> dict[str, float]:
+        """Metrics of ``split``; under DDP every rank evaluates its shard, the records of all ranks are gathered and
+        every rank computes the same metrics from them (equal to a 1-process evaluation). A task that only
+        overrides ``evaluate`` is evaluated whole on rank 0 (the other ranks get {})."""
         model.eval()
         with torch.no_grad(), self._autocast():
-            out = self.task.evaluate(model, split)
+            if self.shard_eval:
+                records = [r for part in all_gather(self.task.eval_outputs(model, split)) for r in part]
+                out = self.task.eval_metrics(records, split)
+            elif self.rank == 0:
+                out = self.task.evaluate(model, split)
+            else:
+                out = {}
         model.train()
         return {k: float(v) for k, v in out.items()}
 
@@ -173,8 +189,7 @@ class Trainer:
                                 enumerate(all_reduce_sum([tokens, loss_sum / self.world], self.device)))
             state["train_time"] += dt
             state["train_tokens"] += tokens
-            val = self._evaluate(model, "val") if self.rank == 0 else {}
-            barrier()
+            val = self._evaluate(model, "val")
             score = val.get(self.task.monitor, -math.inf) if val else -math.inf
             improved = self.rank == 0 and (state["best"] is None or score > state["best"])
             if improved:
@@ -198,13 +213,15 @@ class Trainer:
                                    "scaler": scaler.state_dict(), "rng_rank": rng_rank,
                                    "rng_cpu": torch.get_rng_state(), "config_hash": config_hash(self.cfg),
                                    "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None})
-        barrier()
-        if self.rank != 0:
-            return {}
+        barrier()  # rank 0 has written best.pt
         best = torch.load(self.ckpt_dir / "best.pt", map_location=self.device, weights_only=False)
         model.load_state_dict(best["model"])  # the best epoch's weights: its val, the test, the outputs
         val = self._evaluate(model, "val")
         test = self._evaluate(model, "test")
+        if self.rank != 0:
+            return {}
+        self._eval_loaders.clear()
+        self.shard_eval = False  # prediction files (rank 0) cover the whole split
         self.logger.log({**{f"test/{k}": v for k, v in test.items()}}, None)
         metrics = self._metrics(val, test, state, n_params, time.perf_counter() - t_start)
         metrics["mixer_impl"] = implementation_report(model)  # which mixer implementation ran (fused / eager, why)
@@ -223,6 +240,7 @@ class Trainer:
         return {
             "task": self.task.name, "dataset": cfg.data.get("name"), "mixer": cfg.model.mixer.name,
             "variant": cfg.get("variant") or cfg.model.mixer.name, "world_size": self.world,
+            "eval_shards": self.world if self.ddp and self.task.shards_evaluation() else 1,
             "experiment": cfg.get("experiment_name"), "seed": int(cfg.seed), "preset": cfg.get("preset_name"),
             "val": val, "test": test, "best_epoch": state["best_epoch"], "monitor": self.task.monitor,
             "history": state["history"], "params": n_params,
