@@ -19,7 +19,7 @@ import dataclasses
 import importlib
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
@@ -32,25 +32,25 @@ class TrainerSchema:
     device: str = "auto"
     precision: str = "auto"
     max_epochs: int = 3
-    grad_clip: Optional[float] = None
-    limit_train_batches: Optional[int] = None
+    grad_clip: float | None = None
+    limit_train_batches: int | None = None
     log_every: int = 50
     progress_bar: bool = True
     resume: bool = True
-    stop_after_epochs: Optional[int] = None
+    stop_after_epochs: int | None = None
 
 
 @dataclass
 class LoggerSchema:
     kind: str = "none"
-    project: Optional[str] = None
-    entity: Optional[str] = None
+    project: str | None = None
+    entity: str | None = None
     mode: str = "offline"
-    group: Optional[str] = None
-    name: Optional[str] = None
+    group: str | None = None
+    name: str | None = None
     tags: list[str] = field(default_factory=list)
     artifacts: bool = False
-    job_type: Optional[str] = None
+    job_type: str | None = None
 
 
 @dataclass
@@ -83,7 +83,7 @@ class GenerateSchema:
     beam: int = 5
     length_penalty: float = 1.0
     min_len: int = 0
-    max_len: Optional[int] = None
+    max_len: int | None = None
     no_repeat_ngram: int = 3
 
 
@@ -99,7 +99,7 @@ class ModelSchema:  # mixer and encoder are checked against the code's signature
     d_model: int = 256
     n_heads: int = 16
     dropout: float = 0.2
-    embedding_init: Optional[str] = None
+    embedding_init: str | None = None
     encoder: dict[str, Any] = field(default_factory=dict)
     mixer: dict[str, Any] = field(default_factory=dict)
 
@@ -107,7 +107,7 @@ class ModelSchema:  # mixer and encoder are checked against the code's signature
 @dataclass
 class NewsRecModelSchema(ModelSchema):
     news_encoder: str = "mixer"
-    hf_path: Optional[str] = None
+    hf_path: str | None = None
 
 
 @dataclass

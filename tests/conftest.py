@@ -42,8 +42,8 @@ def compose_cfg():
 
 @pytest.fixture
 def check_sharded_eval():
-    """check_sharded_eval(task, model, split): the records of 2 (or ``world``) evaluation shards, gathered in rank order,
-    give the metrics of one whole evaluation (what the Trainer relies on under DDP)."""
+    """check_sharded_eval(task, model, split): the records of 2 (or ``world``) evaluation shards, gathered in rank
+    order, give the metrics of one whole evaluation (what the Trainer relies on under DDP)."""
     import torch
 
     from fastformer.tasks.base import build_loader

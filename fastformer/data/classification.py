@@ -180,7 +180,8 @@ def check_splits(o: DataOptions, sources: list[Path], n_rows: int, labels: dict[
     empty = [k for k, v in sizes.items() if v < 1]
     if empty:
         caps = {"train": ("max_train", o.max_train), "val": ("max_eval", o.max_eval), "test": ("max_eval", o.max_eval)}
-        zero_caps = sorted({f"data.{key}={cap}" for k in empty for key, cap in [caps[k]] if cap is not None and cap < 1})
+        zero_caps = sorted({f"data.{key}={cap}" for k in empty for key, cap in [caps[k]]
+                            if cap is not None and cap < 1})
         if zero_caps:
             raise ValueError(f"{where}: {' and '.join(zero_caps)} leaves {'/'.join(empty)} empty ({got}); every split "
                              f"needs >= 1 row: set it >= 1, or null for no cap")

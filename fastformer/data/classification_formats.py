@@ -22,9 +22,10 @@ import re
 import tarfile
 import zipfile
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 _IMDB_MEMBER = re.compile(r"(?:^|/)(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
 _HTML_BREAK = re.compile(r"<br\s*/?>", re.I)
@@ -64,7 +65,8 @@ def iter_json_records(path: Path, rows: Rows) -> Iterator[dict]:
             try:
                 records = json.loads(f.read().decode("utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError) as err:
-                raise ValueError(f"{path}: not a valid JSON array ({err}); expected JSON lines or one JSON list")
+                raise ValueError(f"{path}: not a valid JSON array ({err}); expected JSON lines or one JSON list") \
+                    from None
             lines: Iterator[Any] = iter(records)
         else:
             lines = (line for line in f if line.strip())

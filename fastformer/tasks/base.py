@@ -37,7 +37,8 @@ plain loader with the same function.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -58,7 +59,7 @@ def to_device(batch: Any, device: torch.device | str) -> Any:
     return batch
 
 
-def build_loader(task: "Task", split: str, *, dataset: Dataset | None = None, sampler: Sampler | None = None,
+def build_loader(task: Task, split: str, *, dataset: Dataset | None = None, sampler: Sampler | None = None,
                  batch_size: int | None = None, pin_memory: bool = False) -> DataLoader:
     """The one DataLoader builder: ``split``'s dataset (or ``dataset``), the task's collate function, the task
     config's batch size (``batch_size`` for train, ``eval_batch_size`` otherwise; ``batch_size`` replaces it, e.g. a

@@ -21,8 +21,13 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from fastformer.data.mind_rec import MindRecData, load_mind_rec
-from fastformer.metrics.ranking import METRIC_KEYS, mean_impression_metrics, score_prediction_file, write_prediction, \
-    write_truth
+from fastformer.metrics.ranking import (
+    METRIC_KEYS,
+    mean_impression_metrics,
+    score_prediction_file,
+    write_prediction,
+    write_truth,
+)
 from fastformer.models.newsrec import NewsRecModel
 from fastformer.tasks.base import Task
 
@@ -98,7 +103,7 @@ def collate_impressions(items) -> dict[str, torch.Tensor]:
     idx, hists, cands, labels = zip(*items)
     hist, hist_mask = _pad(list(hists))  # (B, H) global news rows
     cand, cand_mask = _pad(list(cands))  # (B, C)
-    lab, _ = _pad([np.asarray(l if l is not None else [], dtype=np.int64) for l in labels], fill=-1)
+    lab, _ = _pad([np.asarray(y if y is not None else [], dtype=np.int64) for y in labels], fill=-1)
     return {"index": torch.tensor(idx), "hist": hist, "hist_mask": hist_mask, "cand": cand, "cand_mask": cand_mask,
             "labels": lab}
 

@@ -9,7 +9,8 @@ are the 1-process gradient of the same samples (a per-sample mean loss, no dropo
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.distributed as dist

@@ -19,10 +19,23 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from fastformer.mixers import implementation_report
 from fastformer.tasks.base import Task, build_loader, to_device
-from fastformer.train.distributed import (GlobalBatchSampler, ShardSampler, all_gather, all_reduce_sum, barrier,
-                                          setup_distributed)
-from fastformer.utils import (atomic_torch_save, atomic_write_json, count_params, device_name, git_sha, progress,
-                              resolve_device)
+from fastformer.train.distributed import (
+    GlobalBatchSampler,
+    ShardSampler,
+    all_gather,
+    all_reduce_sum,
+    barrier,
+    setup_distributed,
+)
+from fastformer.utils import (
+    atomic_torch_save,
+    atomic_write_json,
+    count_params,
+    device_name,
+    git_sha,
+    progress,
+    resolve_device,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +43,11 @@ log = logging.getLogger(__name__)
 def config_hash(cfg: DictConfig) -> str:
     """Hash of the resolved config minus bookkeeping keys: a run dir only resumes a run of the same config."""
     c = OmegaConf.to_container(cfg, resolve=True)
-    for k in ("paths", "logger", "hydra"):
+    for k in ("paths", "logger", "hydra", "variant"):  # bookkeeping: where things go, how the row is named
         c.pop(k, None)
     for k in ("progress_bar", "resume", "stop_after_epochs", "device", "num_workers"):
         c.get("trainer", {}).pop(k, None)
+    c.get("data", {}).pop("cache_dir", None)  # where caches live does not change the run
     return hashlib.sha1(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
