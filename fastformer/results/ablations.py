@@ -5,6 +5,10 @@ runs of ``<ds>/fastformer``), ``fastformer_official`` and the ablation variants 
 configs/experiment/ablation/<ds>/<variant>.yaml), by their recorded dataset and variant. Writes
 ``results/ablations.{md,csv,png}``: ours (mean ± std over seeds) beside the paper's bars (PAPER.md §2.6); the
 redundancy table adds parameter counts and Δ vs the full model, paired by seed (mean of per-seed differences).
+
+A cell whose mean test accuracy sits at the majority class of its split (:func:`degenerate`: within the seed std, at
+least :data:`DEGENERATE_TOL` points, of ``test.majority_acc`` or ``baselines.majority_acc``) is a model that predicts
+one class: the table marks it with :data:`MARK` and a footnote, the figure draws its bar hatched and grey.
 """
 from __future__ import annotations
 
@@ -38,6 +42,10 @@ REDUNDANCY = [("full", "Fastformer (full, paper form)"), ("official", "Fastforme
 FULL = {"fastformer": "full", "fastformer_official": "official"}  # Table 4's runs these figures compare against
 VARIANTS = {k for rows in FIGURES.values() for k, _ in rows} | {k for k, _ in REDUNDANCY}
 ABLATIONS = VARIANTS - set(FULL.values())  # the variants of configs/experiment/ablation/<ds>/
+MAJORITY_KEYS = ("test.majority_acc", "baselines.majority_acc")  # most frequent test class; train majority on test
+DEGENERATE_TOL = 0.5  # points: the tolerance when n = 1 (and the least one when the seed std is smaller)
+MARK = "†"
+DEGENERATE_LABEL = "at majority class (degenerate: the model predicts one class)"
 
 
 def _key(r: Run) -> tuple[str, str] | None:
@@ -45,6 +53,39 @@ def _key(r: Run) -> tuple[str, str] | None:
     v = r.get("variant")
     row = FULL.get(v, v if v in ABLATIONS else None)
     return (r.get("dataset"), row) if row else None
+
+
+def majority_refs(runs: list[Run]) -> dict[str, list[float]]:
+    """dataset -> the distinct majority-class accuracies (%) its finished runs record (:data:`MAJORITY_KEYS`, in that
+    order: the most frequent test class, then the train majority class scored on test; properties of the split)."""
+    refs: dict[str, list[float]] = {}
+    for r in runs:
+        if r.status != "ok" or not _key(r):
+            continue
+        for k in MAJORITY_KEYS:
+            v = r.get(k)
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v:
+                vals = refs.setdefault(_key(r)[0], [])
+                if all(abs(float(v) - u) > 1e-6 for u in vals):
+                    vals.append(float(v))
+    return refs
+
+
+def degenerate(cell: Cell | None, refs: list[float]) -> bool:
+    """The cell's mean accuracy is within max(seed std, :data:`DEGENERATE_TOL`) points of a majority-class accuracy
+    of its split: the models behind it (on average) predict one class."""
+    if cell is None or not cell.values or not refs:
+        return False
+    tol = max(cell.std if cell.n > 1 else 0.0, DEGENERATE_TOL) + 1e-9
+    return any(abs(cell.mean - m) <= tol for m in refs)
+
+
+def _footnote(refs: dict[str, list[float]]) -> str:
+    maj = "; ".join(f"{name} {' / '.join(f'{fmt_num(v)}%' for v in refs[ds])}" for ds, name in DATASETS.items()
+                    if ds in refs)
+    return (f"{MARK} {DEGENERATE_LABEL}: mean test accuracy within max(seed std, {DEGENERATE_TOL}) points of a "
+            f"majority-class accuracy of the split (the most frequent test class / the train majority class scored on "
+            f"test, where they differ: {maj}).")
 
 
 def _paired_delta(runs: list[Run], ds: str, row: str, metric: str) -> Cell:
@@ -57,10 +98,11 @@ def _paired_delta(runs: list[Run], ds: str, row: str, metric: str) -> Cell:
     return Cell([a[s] - b[s] for s in sorted(set(a) & set(b), key=str)])
 
 
-def _plot(acc: dict, out: Path) -> None:
+def _plot(acc: dict, refs: dict[str, list[float]], out: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     fig, axes = plt.subplots(len(FIGURES), len(DATASETS), figsize=(4.2 * len(DATASETS), 4.0 * len(FIGURES)))
     for fi, (title, rows) in enumerate(FIGURES.items()):
@@ -68,20 +110,35 @@ def _plot(acc: dict, out: Path) -> None:
             ax = axes[fi][di]
             xs = range(len(rows))
             ours = [acc.get((ds, k), Cell()) for k, _ in rows]
-            ax.bar([x - 0.2 for x in xs], [c.mean if c.values else 0 for c in ours], 0.4,
-                   yerr=[c.std if c.values else 0 for c in ours], label="ours", color="tab:blue")
+            bars = ax.bar([x - 0.2 for x in xs], [c.mean if c.values else 0 for c in ours], 0.4,
+                          yerr=[c.std if c.values else 0 for c in ours], label="ours", color="tab:blue")
+            for bar, c in zip(bars, ours):
+                if degenerate(c, refs.get(ds, [])):  # at the majority class: greyed and hatched
+                    bar.set_facecolor("0.85")
+                    bar.set_edgecolor("tab:blue")
+                    bar.set_hatch("///")
             ax.bar([x + 0.2 for x in xs], [PAPER[k][ds][0] for k, _ in rows], 0.4, label="paper", color="tab:gray")
+            for m in refs.get(ds, []):
+                ax.axhline(m, color="k", ls=":", lw=0.8)
             ax.set_xticks(list(xs), [n for _, n in rows], rotation=20, fontsize=7)
             ax.set_title(f"{ds_name}: {title.split(':')[0]}", fontsize=9)
             ax.set_ylabel("accuracy (%)")
-            vals = [c.mean for c in ours if c.values] + [PAPER[k][ds][0] for k, _ in rows]
+            vals = [c.mean for c in ours if c.values] + [PAPER[k][ds][0] for k, _ in rows] + refs.get(ds, [])
             ax.set_ylim(max(0.0, min(vals) - 5), max(vals) + 3)
             for x, c in zip(xs, ours):
                 if not c.values:  # not run: say so instead of drawing a zero-height bar
                     ax.text(x - 0.2, ax.get_ylim()[0], "n/a", ha="center", va="bottom", fontsize=7)
-            if fi == 0 and di == 0:
-                ax.legend(fontsize=7)
-    fig.tight_layout()
+    ns = sorted({acc[(ds, k)].n for rows in FIGURES.values() for k, _ in rows for ds in DATASETS
+                 if (ds, k) in acc and acc[(ds, k)].values})  # seeds behind the plotted bars
+    seeds = (f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}-{ns[-1]}") if ns else "0"
+    handles = [Patch(color="tab:blue", label=f"ours: mean over n={seeds} seed{'s' * (ns != [1])}"
+                     + (", error bar = std" if ns and ns[-1] > 1 else " (no error bar at n=1)")),
+               Patch(color="tab:gray", label="paper (Wu et al. 2021 v5)"),
+               Patch(facecolor="0.85", edgecolor="tab:blue", hatch="///", label=DEGENERATE_LABEL),
+               plt.Line2D([], [], color="k", ls=":", lw=0.8, label="majority-class accuracy of the split")]
+    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.suptitle(f"Ablations: test accuracy, ours (n={seeds} seed{'s' * (ns != [1])} per bar) vs paper", fontsize=10)
+    fig.tight_layout(rect=(0, 0.07, 1, 0.96))
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
     plt.close(fig)
@@ -90,6 +147,14 @@ def _plot(acc: dict, out: Path) -> None:
 def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
     runs = [r for r in load_runs(runs_root, task="classification") if _key(r) and _key(r)[0] in DATASETS]
     acc, mf, params = (group(runs, _key, m) for m in ("test.acc", "test.macro_f1", "params"))
+    refs = majority_refs(runs)
+
+    def acc_fmt(ds: str, k: str) -> str:
+        a = acc.get((ds, k))
+        return (a.fmt() + (f" {MARK}" if degenerate(a, refs.get(ds, [])) else "")) if a else MISSING
+
+    def maj_csv(ds: str, k: str) -> list:
+        return [refs[ds][0] if ds in refs else "", int(degenerate(acc.get((ds, k)), refs.get(ds, [])))]
     lines = [f"# Ablations: paper Figures 3-4 and redundancy (preset: {preset})", "",
              "Generated by `scripts/make_tables.py` from the runs' metrics.json. Ours = test metrics at the best "
              "validation epoch, mean ± std over seeds; paper = Wu et al. 2021 v5 Figures 3-4 (bar labels, PAPER.md "
@@ -109,12 +174,14 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
             for ds in DATASETS:
                 a, m = acc.get((ds, k)), mf.get((ds, k))
                 pa, pm = PAPER[k][ds]
-                cells += [a.fmt() if a else MISSING, fmt_num(pa), m.fmt() if m else MISSING, fmt_num(pm)]
+                cells += [acc_fmt(ds, k), fmt_num(pa), m.fmt() if m else MISSING, fmt_num(pm)]
                 csv_rows.append([title.split(":")[0], ds, k, a.mean if a else "", a.std if a else "", pa,
                                  m.mean if m else "", m.std if m else "", pm, a.n if a else 0,
-                                 params[(ds, k)].mean if (ds, k) in params else ""])
+                                 params[(ds, k)].mean if (ds, k) in params else "", *maj_csv(ds, k)])
             table.append(cells)
         lines += [md_table(header, table), ""]
+        if any(MARK in c for row in table for c in row[1:]):
+            lines += [_footnote(refs), ""]
     lines += ["## Redundancy ablations (review's \"redundant modules\")", "",
               "Δ = variant − full Fastformer, per seed then averaged (same seeds, same data).", ""]
     header = ["Variant"] + [f"{n} {m}" for n in DATASETS.values() for m in ("Acc", "Δ Acc", "params")]
@@ -124,17 +191,22 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
         for ds in DATASETS:
             a = acc.get((ds, k))
             d = _paired_delta(runs, ds, k, "test.acc") if k != "full" else None
-            cells += [a.fmt() if a else MISSING, (f"{d.mean:+.2f}" if d and d.values else MISSING) if d else "ref",
+            cells += [acc_fmt(ds, k), (f"{d.mean:+.2f}" if d and d.values else MISSING) if d else "ref",
                       fmt_num(params[(ds, k)].mean, 0) if (ds, k) in params else MISSING]
             if k != "full":  # the full model's row is already in the figure rows
                 csv_rows.append(["redundancy", ds, k, a.mean if a else "", a.std if a else "", "",
-                                 "", "", "", a.n if a else 0, params[(ds, k)].mean if (ds, k) in params else ""])
+                                 "", "", "", a.n if a else 0, params[(ds, k)].mean if (ds, k) in params else "",
+                                 *maj_csv(ds, k)])
         table.append(cells)
-    lines += [md_table(header, table), "", "![ablations](ablations.png)", ""]
+    lines += [md_table(header, table), ""]
+    if any(MARK in c for row in table for c in row[1:]):
+        lines += [_footnote(refs), ""]
+    lines += ["![ablations](ablations.png)", ""]
     out = Path(out_dir) / "ablations"
     write_outputs(out, "\n".join(lines), ["figure", "dataset", "variant", "acc_mean", "acc_std", "acc_paper",
-                                          "macro_f1_mean", "macro_f1_std", "macro_f1_paper", "n_seeds", "params"],
+                                          "macro_f1_mean", "macro_f1_std", "macro_f1_paper", "n_seeds", "params",
+                                          "majority_acc", "degenerate"],
                   csv_rows)
-    _plot(acc, out.with_suffix(".png"))
+    _plot(acc, refs, out.with_suffix(".png"))
     return out.with_suffix(".md")
 
