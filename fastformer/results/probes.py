@@ -7,6 +7,7 @@ rows reach ``SOLVED`` accuracy at which lengths -- the text the README's "what t
 """
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from fastformer.results.common import MISSING, Run, fmt_num, group, load_runs, md_table, provenance, write_outputs
@@ -137,7 +138,8 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
              "params differ only by the mixer's own weights. Rows after `fastformer_official` are the pooling baseline "
              "(no token-token interaction at all) and the Fastformer redundancy variants.", ""]
     if not probes:
-        lines += ["No probe runs found: run `python scripts/train.py -m +sweep=probes_recall preset=quick seed=1,2,3`.", ""]
+        lines += ["No probe runs found: run `python scripts/train.py -m +sweep=probes_recall preset=quick "
+                  "seed=1,2,3`.", ""]
     lines += [provenance(runs) + f"; seeds {','.join(map(str, seeds)) or '—'}", ""]
     csv_rows = []
     for probe in probes:
@@ -183,11 +185,13 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
                                      ch if ch is not None else ""])
         lines += [md_table(header, table), ""]
         for x in lengths[probe]:
-            lines.append(f"- {'P' if ax == 'n_pairs' else 'L'}={x}: solved by {', '.join(solved.get(x, [])) or 'none'}; "
-                         f"not solved by {', '.join(unsolved.get(x, [])) or 'none'}.")
+            lines.append(f"- {'P' if ax == 'n_pairs' else 'L'}={x}: solved by "
+                         f"{', '.join(solved.get(x, [])) or 'none'}; not solved by "
+                         f"{', '.join(unsolved.get(x, [])) or 'none'}.")
         lines.append("")
     lines += ["![probes](probes.png)", ""]
     lines += _interaction_section(runs, Path(out_dir))
+    lines += _imdb_interaction_section(runs_root, Path(out_dir))
     out = Path(out_dir) / "probes"
     write_outputs(out, "\n".join(lines), ["panel", "axis", "x", "mixer", "acc_mean", "acc_std", "n_seeds", "params",
                                           "chance"], csv_rows)
@@ -229,6 +233,86 @@ def _interaction_section(runs: list[Run], out_dir: Path) -> list[str]:
                        "off-diag rank 99%", "off-diag energy %"], rows), "",
              "![token interaction](probes_interaction.png)", ""]
     _plot_interaction(res, out_dir / "probes_interaction.png", f"first-layer |dy_i/dh_j|, MQAR P={x}, seed {seed}")
+    return lines
+
+
+IMDB_MAX_TOKENS = 128  # real-text inputs of the IMDB interaction section: the first 128 tokens of each test review
+IMDB_N_SEQS = 8
+IMDB_COMMAND = ("DATA_ROOT=../shared/data python scripts/train.py -m experiment=imdb/fastformer,"
+                "imdb/fastformer_official,imdb/transformer,imdb/linear_transformer,ablation/imdb/pooling_baseline "
+                "preset=quick seed=1 skip_finished=true logger=none")
+
+
+def _imdb_interaction_section(runs_root: str | Path, out_dir: Path) -> list[str]:
+    """'Token interaction on real inputs' section: the measurement of :func:`_interaction_section` on one trained
+    quick-preset IMDB classifier per row (task classification, dataset imdb, variant a mixer row of :data:`ROWS`:
+    the Table 4 runs ``imdb/<mixer>`` and the pooling baseline; lowest seed), over the first test reviews cut to
+    :data:`IMDB_MAX_TOKENS` tokens. Without such runs it names the command that makes them."""
+    title = "## Token interaction on real inputs (IMDB classifier, quick preset)"
+    runs = [r for r in load_runs(runs_root, task="classification")
+            if r.status == "ok" and r.get("dataset") == "imdb" and r.get("variant") in ROWS]
+    pick: dict[str, Run] = {}
+    for r in sorted(runs, key=lambda r: int(r.get("seed") or 0)):
+        if (r.path / "interaction.json").exists() or (r.path / "checkpoints" / "best.pt").exists():
+            pick.setdefault(r.get("variant"), r)
+    if not pick:
+        found = f" ({len(runs)} found, none with checkpoints/best.pt or interaction.json)" if runs else ""
+        return [title, "", f"No trained IMDB classifier runs{found}: train one per mixer with `{IMDB_COMMAND}`, then "
+                f"`python scripts/make_tables.py --tables probes` measures them (DATA_ROOT set).", ""]
+    from fastformer.analysis.interaction import run_interaction
+
+    res, errors = {}, {}
+    for row, r in pick.items():
+        try:
+            res[row] = run_interaction(r.path, n_seqs=IMDB_N_SEQS, max_tokens=IMDB_MAX_TOKENS)
+        except Exception as e:  # e.g. the data root is not reachable here: say so in the row, keep the table
+            errors[row] = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}" if str(e) else type(e).__name__
+    rows = []
+    for row in ROWS:
+        if row not in pick:
+            continue
+        r = pick[row]
+        acc, maj = r.get("test.acc"), r.get("test.majority_acc")
+        if row in errors:
+            rows.append([row, fmt_num(acc, 1), f"not measured: {errors[row]}"] + [MISSING] * 5)
+            continue
+        x = res[row]
+        rows.append([row, fmt_num(acc, 1) + (" (majority)" if acc is not None and maj is not None
+                                              and abs(acc - maj) <= 0.5 else ""),
+                     fmt_num(x["n_tokens"], 1), fmt_num(x["rank90"], 1), fmt_num(x["rank99"], 1),
+                     fmt_num(x["offdiag_rank90"], 1), fmt_num(x["offdiag_rank99"], 1),
+                     fmt_num(100 * x["offdiag_share"], 1)])
+    setting = {row: (x.get("n_seqs"), x.get("max_tokens")) for row, x in res.items()}
+    counts = Counter(setting.values())  # the settings most rows were measured with (ties: this section's own)
+    n_seqs, max_tokens = max(counts, key=lambda k: (counts[k], k == (IMDB_N_SEQS, IMDB_MAX_TOKENS)),
+                             default=(IMDB_N_SEQS, IMDB_MAX_TOKENS))
+    any_res = next((res[row] for row in ROWS if setting.get(row) == (n_seqs, max_tokens)), {})
+    other = [f"{row} ({setting[row][0]} reviews, {setting[row][1]} tokens)" for row in ROWS
+             if row in setting and setting[row] != (n_seqs, max_tokens)]
+    seeds = sorted({int(r.get("seed") or 0) for r in pick.values()})
+    cap = next((r.get("data_info.max_len") for r in pick.values() if r.get("data_info.max_len")), None)
+    maj = next((r.get("test.majority_acc") for r in pick.values() if r.get("test.majority_acc") is not None), None)
+    lines = [title, "",
+             f"The same measurement on one trained quick-preset IMDB classifier per mixer (runs `imdb/<mixer>` of "
+             f"Table 4 and `ablation/imdb/pooling_baseline`; seed {','.join(map(str, seeds))}): J over the first "
+             f"{n_seqs} test reviews, each cut to its first {max_tokens} tokens to keep the Jacobian cheap"
+             + (f" ({any_res['n_truncated']} of them longer than that as the classifier read them"
+                + (f", capped at data.max_len = {cap} tokens" if cap else "")
+                + f"; {any_res['mean_full_tokens']:.1f} tokens on average)" if "n_truncated" in any_res else "")
+             + f". 'tokens' = mean measured length; test acc = the run's Table 4 accuracy (most frequent test class: "
+             f"{fmt_num(maj, 1)}%). One seed: a measurement of these models, not a spread.", "",
+             md_table(["Mixer", "test acc", "tokens", "rank 90%", "rank 99%", "off-diag rank 90%",
+                       "off-diag rank 99%", "off-diag energy %"], rows), ""]
+    unmeasured = [row for row in ROWS if row in {r.get("variant") for r in runs} and row not in pick]
+    if other:
+        lines += [f"Measured with other settings (a cached interaction.json): {', '.join(other)}.", ""]
+    if unmeasured:
+        lines += [f"Not measured (run without checkpoints/best.pt or interaction.json): {', '.join(unmeasured)}.", ""]
+    if res:
+        lines += ["![token interaction, IMDB](probes_interaction_imdb.png)", ""]
+        _plot_interaction(res, out_dir / "probes_interaction_imdb.png",
+                          f"first-layer |dy_i/dh_j|, IMDB classifiers (quick preset), first test reviews "
+                          f"(<= {max_tokens} tokens)")
     return lines
 
 
