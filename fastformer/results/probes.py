@@ -152,6 +152,11 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
                   f"{'fresh sequences every epoch, ' if info.get('fresh_per_epoch') else ''}"
                   f"{info.get('n_train', '?')} training sequences per epoch.")
         lines.append(recipe)
+        walls = [float(r.get("wall_s")) for r in ok if r.get("wall_s") is not None]
+        if walls:  # what the panel costs: the budget of its sweep stage (runs share the machine one at a time)
+            devices = sorted({str(r.get("device")) for r in ok if r.get("device")})
+            lines.append(f"Compute: {len(walls)} finished runs, {sum(walls) / 3600:.2f} h of wall time in total "
+                         f"(median {sorted(walls)[len(walls) // 2]:.0f} s per run; {'; '.join(devices) or '?'}).")
         if info.get("probe") == "mqar":
             vc = vocab_chance(info)
             pairs = lengths[probe] if ax == "n_pairs" else [info.get("params", {}).get("n_pairs", 8)]
