@@ -1,1 +1,2 @@
-"""Table builders: each ``fastformer/results/<table>.py`` turns run outputs (metrics.json) into results/<table>.md|csv."""
+"""Table builders: each ``fastformer/results/<table>.py`` turns run outputs (metrics.json) into
+results/<table>.md|csv."""

@@ -17,10 +17,11 @@ import math
 import os
 import re
 import statistics
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from fastformer.utils import atomic_write_text, git_sha
 
@@ -207,7 +208,8 @@ def force_enabled() -> bool:
     return FORCE or os.environ.get("FASTFORMER_FORCE_TABLES", "") not in ("", "0", "false")
 
 
-def write_outputs(stem: str | Path, markdown: str, csv_header: Sequence[str], csv_rows: Sequence[Sequence[Any]]) -> None:
+def write_outputs(stem: str | Path, markdown: str, csv_header: Sequence[str],
+                  csv_rows: Sequence[Sequence[Any]]) -> None:
     """Write ``<stem>.md`` and ``<stem>.csv`` atomically; refuse (TableRegressionError) to lose finished cells."""
     stem = Path(stem)
     old, new = count_finished_csv(stem.with_suffix(".csv")), count_finished(csv_header, csv_rows)

@@ -3,8 +3,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastformer.results.common import (MISSING, Cell, Run, fmt_delta, fmt_num, group, load_runs, md_table, provenance,
-                                       write_outputs)
+from fastformer.results.common import (
+    MISSING,
+    Cell,
+    Run,
+    fmt_delta,
+    fmt_num,
+    group,
+    load_runs,
+    md_table,
+    provenance,
+    write_outputs,
+)
 
 # Paper Table 4 (v5), mean over 5 runs: (Acc, Macro-F) per dataset. Performer is not in the paper.
 PAPER = {
@@ -54,7 +64,8 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
         maj = group(ds_runs, lambda r: 0, "test.majority_acc").get(0)
         lines += [f"## {ds_name}", "",
                   f"Data used: {info.get('data_used', MISSING)}; sizes train/val/test: "
-                  f"{info.get('sizes', MISSING)}; most frequent test class: {maj.fmt() if maj else MISSING}% of test. The "
+                  f"{info.get('sizes', MISSING)}; most frequent test class: "
+                  f"{maj.fmt() if maj else MISSING}% of test. The "
                   "reference rows (same split, no neural network) show how much a bag of words recovers.", ""]
         header = ["Model", "Acc (ours)", "Acc (paper)", "Δ Acc", "Macro-F (ours)", "Macro-F (paper)", "Δ Macro-F",
                   "n", "params", "train tok/s"]

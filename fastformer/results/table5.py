@@ -7,8 +7,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastformer.results.common import MISSING, Run, fmt_delta, fmt_num, group, load_runs, md_table, provenance, \
-    write_outputs
+from fastformer.results.common import (
+    MISSING,
+    Run,
+    fmt_delta,
+    fmt_num,
+    group,
+    load_runs,
+    md_table,
+    provenance,
+    write_outputs,
+)
 
 METRICS = {"auc": "AUC", "mrr": "MRR", "ndcg@5": "nDCG@5", "ndcg@10": "nDCG@10"}
 # Paper Table 5 (v5); no std reported. Rows without our counterpart (NRMS, FIM, the 5-model ensemble) are listed below.

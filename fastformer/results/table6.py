@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastformer.results.common import (MISSING, Run, fmt_delta, fmt_num, group, load_runs, md_table, provenance,
-                                       write_outputs)
+from fastformer.results.common import (
+    MISSING,
+    Run,
+    fmt_delta,
+    fmt_num,
+    group,
+    load_runs,
+    md_table,
+    provenance,
+    write_outputs,
+)
 
 # Paper Table 6 (v5): (R-1, R-2, R-L) per dataset. The paper does not say which ROUGE package/variant (PAPER.md §2.3).
 PAPER = {
@@ -58,7 +67,8 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
         ok = [r for r in runs if _row_key(r)[0] == ds and r.status == "ok"]
         lines += [f"## {ds_name}", "",
                   f"Data used: {_uniq(ok, 'data_used')}; documents train/val/test: {_uniq(ok, 'sizes')}; "
-                  f"source/summary tokens: {_uniq(ok, 'max_src_len')}/{_uniq(ok, 'max_tgt_len')}; vocabulary: {_uniq(ok, 'vocab')}.",
+                  f"source/summary tokens: {_uniq(ok, 'max_src_len')}/{_uniq(ok, 'max_tgt_len')}; "
+                  f"vocabulary: {_uniq(ok, 'vocab')}.",
                   f"Decoding: {_uniq(ok, 'decode')}.", ""]
         header = ["Model"] + [h for name, _ in METRICS for h in (f"{name} (ours)", f"{name} (paper)", f"Δ {name}")]
         header += ["n", "params", "train tok/s", "wall s"]
@@ -72,7 +82,8 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
                 line += [c.fmt() if c else MISSING, fmt_num(p), fmt_delta(c, p)]
             c1 = cells["rouge1"].get(k)
             line += [c1.n if c1 else 0, fmt_num(params[k].mean, 0) if k in params else MISSING,
-                     fmt_num(tps[k].mean, 0) if k in tps else MISSING, fmt_num(wall[k].mean, 0) if k in wall else MISSING]
+                     fmt_num(tps[k].mean, 0) if k in tps else MISSING,
+                     fmt_num(wall[k].mean, 0) if k in wall else MISSING]
             rows.append(line)
             csv_rows.append([ds, row] + [v for _, m in METRICS for v in
                                          ((cells[m][k].mean, cells[m][k].std) if k in cells[m] else ("", ""))]
