@@ -193,6 +193,11 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
             lines.append(f"- {'P' if ax == 'n_pairs' else 'L'}={x}: solved by "
                          f"{', '.join(solved.get(x, [])) or 'none'}; not solved by "
                          f"{', '.join(unsolved.get(x, [])) or 'none'}.")
+        control_fails = [x for x in lengths[probe] if "transformer" in unsolved.get(x, [])]
+        if control_fails:  # a probe the softmax control does not solve separates nothing
+            lines.append(f"- **The control fails** at {', '.join(f'{ax}={x}' for x in control_fails)}: softmax "
+                         f"attention does not solve it at this preset, so these cells decide nothing about the other "
+                         f"mixers (a harder recipe -- more data, more steps -- is needed before they can).")
         lines.append("")
     lines += ["![probes](probes.png)", ""]
     lines += _interaction_section(runs, Path(out_dir))
