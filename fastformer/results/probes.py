@@ -98,6 +98,10 @@ def _plot(acc: dict, probes: list[str], lengths: dict, chances: dict, out: Path,
                     label=f"{row} (n={min(c.n for _, c in pts)})")
             ax.fill_between(xs, [min(c.values) for _, c in pts], [max(c.values) for _, c in pts], color=colour,
                             alpha=0.12, lw=0)
+        if axis_name(probe) == "n_pairs":  # MQAR: the in-context chance 1/n_pairs changes along the axis
+            xs = lengths[probe]
+            ax.plot(xs, [100.0 / x for x in xs], color="k", ls="--", lw=0.8)
+            ax.annotate("in-context chance 1/n_pairs", (xs[-1], 100.0 / xs[-1]), ha="right", va="bottom", fontsize=6)
         for value, label in chances.get(probe, []):
             ax.axhline(value, color="k", ls=":", lw=0.8)
             ax.annotate(label, (1.0, value), xycoords=("axes fraction", "data"), ha="right", va="bottom", fontsize=6)
