@@ -218,7 +218,7 @@ class Hooks:
         self.budget_end = math.inf
         self.phase, self.setup_s, self.setup_reused = "setup", 0.0, False
         setup, step, evaluate = task.setup, task.training_step, task.evaluate
-        summarize = getattr(task, "decode", None)  # summarization: beam search, timed apart from the evaluation
+        decode = getattr(task, "decode", None)  # summarization: beam search, timed apart from the evaluation
 
         def setup_hook():
             t0 = time.perf_counter()
@@ -230,8 +230,8 @@ class Hooks:
             else:
                 setup()
                 memo[key] = {k: v for k, v in task.__dict__.items()
-                             if k not in ("cfg", "run_dir", "setup", "training_step", "evaluate", "summarize",
-                                          "decode", "_loader_fn", "_datasets")}
+                             if k not in ("cfg", "run_dir", "setup", "training_step", "evaluate", "decode",
+                                          "_loader_fn", "_datasets")}
             self.setup_s = time.perf_counter() - t0
             self.budget_end = min(self.budget_end, time.perf_counter() + self.run_budget)
             self.phase = "training step 1"
@@ -263,18 +263,18 @@ class Hooks:
             self.evals.append((time.perf_counter() - t0 - dec_s, len(task.dataset(split))))
             return out
 
-        def summarize_hook(model, split):
+        def decode_hook(model, split):
             self.sync()
             t0 = time.perf_counter()
-            out = summarize(model, split)
+            out = decode(model, split)
             self.sync()
             self.decodes.append((time.perf_counter() - t0, len(out)))
             return out
 
         self.run_budget = math.inf
         task.setup, task.training_step, task.evaluate = setup_hook, step_hook, evaluate_hook
-        if summarize is not None:
-            task.decode = summarize_hook
+        if decode is not None:
+            task.decode = decode_hook
 
     def step_times(self) -> list[float]:
         ends = self.starts[1:] + ([self.end_steps] if self.end_steps is not None else [])

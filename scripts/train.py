@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from fastformer.config_schema import validate_config  # noqa: E402
 from fastformer.train.distributed import broadcast_object, setup_distributed  # noqa: E402
 from fastformer.train.logging import NullLogger, build_logger  # noqa: E402
-from fastformer.train.trainer import Trainer  # noqa: E402
+from fastformer.train.trainer import Trainer, run_row  # noqa: E402
 from fastformer.utils import atomic_write_json, git_sha, seed_everything  # noqa: E402
 
 log = logging.getLogger("train")
@@ -50,11 +50,9 @@ def train(cfg: DictConfig, run_dir: str) -> dict:
         logger.finish(exit_code=1)
         if not isinstance(e, KeyboardInterrupt) and rank == 0:  # record the failure: sweeps and tables report it
             atomic_write_json(Path(run_dir) / "failed.json", {
-                "task": cfg.task.name, "dataset": cfg.data.get("name"), "mixer": cfg.model.mixer.name,
-                "variant": cfg.get("variant") or cfg.model.mixer.name,
+                **run_row(cfg),
                 "data_info": {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
                               for k, v in cfg.data.items() if k in ("seq_len", "params")},  # the probes' axes
-                "experiment": cfg.get("experiment_name"), "seed": int(cfg.seed), "preset": cfg.get("preset_name"),
                 "error": f"{type(e).__name__}: {e}".splitlines()[0][:500], "git_sha": git_sha()})
         raise
     logger.finish()

@@ -28,12 +28,12 @@ Optional::
     write_outputs(run_dir) -> None     # after the final test evaluation: inspectable outputs (test summaries)
     predict(model, run_dir) -> dict    # ``predict=true``: a prediction file (MIND leaderboard prediction.txt)
 
-The Trainer owns everything else: it builds every DataLoader (batch sizes ``task.batch_size`` /
-``task.eval_batch_size``, ``task.num_workers``, a seeded sampler per epoch, a ``DistributedSampler`` under DDP,
-``pin_memory`` on CUDA) through :func:`build_loader`, moves batches to the device, checkpoints and resumes, reloads
-the best epoch, evaluates ``val`` and ``test``, calls the hooks and writes ``metrics.json``. ``scripts/train.py`` only
-composes the config and calls the Trainer. Used outside a Trainer (tests, notebooks), ``loader(split)`` builds a
-plain loader with the same function.
+The Trainer owns everything else: it builds every DataLoader through :func:`build_loader` (batch sizes
+``task.batch_size`` / ``task.eval_batch_size``, ``task.num_workers``, a seeded sampler per epoch, under DDP the
+global-batch sampler and sharded evaluation (fastformer/train/distributed.py), ``pin_memory`` on CUDA), moves
+batches to the device, checkpoints and resumes, reloads the best epoch, evaluates ``val`` and ``test``, calls the
+hooks and writes ``metrics.json``. ``scripts/train.py`` only composes the config and calls the Trainer. Used outside
+a Trainer (tests, notebooks), ``loader(split)`` builds a plain loader with the same function.
 """
 from __future__ import annotations
 
@@ -63,8 +63,8 @@ def build_loader(task: Task, split: str, *, dataset: Dataset | None = None, samp
                  batch_size: int | None = None, pin_memory: bool = False) -> DataLoader:
     """The one DataLoader builder: ``split``'s dataset (or ``dataset``), the task's collate function, the task
     config's batch size (``batch_size`` for train, ``eval_batch_size`` otherwise; ``batch_size`` replaces it, e.g. a
-    DDP rank's share) and ``num_workers``; evaluation
-    splits keep their order (no shuffling), training order comes from ``sampler`` (the Trainer's seeded one)."""
+    DDP rank's share) and ``num_workers``; evaluation splits keep their order (no shuffling), the training order
+    comes from ``sampler`` (the Trainer's seeded one)."""
     tc = task.cfg.task
     ds = dataset if dataset is not None else task.dataset(split)
     bs = batch_size or (int(tc.batch_size) if split == "train" else int(tc.get("eval_batch_size") or tc.batch_size))

@@ -131,11 +131,6 @@ class SummarizationTask(Task):
         base = ds.dataset if isinstance(ds, torch.utils.data.Subset) else ds
         return [base.examples[i] for i in idx]
 
-    def summarize(self, model, split: str) -> tuple[list[str], list[Example]]:
-        """Generate a summary for every document of ``split`` -> (predictions, their examples)."""
-        pairs = self.decode(model, split)
-        return [p for p, _ in pairs], self._examples(split, [i for _, i in pairs])
-
     def _gen_split(self, split: str) -> str | None:
         return ("val_rouge" if self.has_split("val_rouge") else None) if split == "val" else split
 

@@ -77,26 +77,21 @@ class GlobalBatchSampler(Sampler[int]):
         if global_batch % world:
             raise ValueError(f"task.batch_size={global_batch} (the global batch) must be divisible by the "
                              f"{world} processes; pick a multiple of {world}")
-        self.n, self.G, self.rank, self.world, self.seed = n, global_batch, rank, world, generator_seed
-
-    def _slices(self) -> list[list[int]]:
-        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed)).tolist()
-        out = []
-        for start in range(0, self.n, self.G):
-            batch = perm[start:start + self.G]
-            if len(batch) < self.world:  # a rank would get no sample and hang the others: drop this tail
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(generator_seed)).tolist()
+        self.indices: list[int] = []  # this rank's share, drawn once (a sampler is built per epoch)
+        for start in range(0, n, global_batch):
+            batch = perm[start:start + global_batch]
+            if len(batch) < world:  # a rank would get no sample and hang the others: drop this tail
                 break
-            k, extra = divmod(len(batch), self.world)
-            lo = self.rank * k + min(self.rank, extra)
-            out.append(batch[lo:lo + k + (self.rank < extra)])
-        return out
+            k, extra = divmod(len(batch), world)
+            lo = rank * k + min(rank, extra)
+            self.indices += batch[lo:lo + k + (rank < extra)]
 
     def __iter__(self) -> Iterator[int]:
-        for s in self._slices():
-            yield from s
+        return iter(self.indices)
 
     def __len__(self) -> int:
-        return sum(len(s) for s in self._slices())
+        return len(self.indices)
 
 
 class ShardSampler(Sampler[int]):

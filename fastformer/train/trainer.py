@@ -51,6 +51,13 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha1(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def run_row(cfg: DictConfig) -> dict[str, Any]:
+    """The table row a run belongs to, as metrics.json and failed.json record it (fastformer/results read these)."""
+    return {"task": cfg.task.name, "dataset": cfg.data.get("name"), "mixer": cfg.model.mixer.name,
+            "variant": cfg.get("variant") or cfg.model.mixer.name, "experiment": cfg.get("experiment_name"),
+            "seed": int(cfg.seed), "preset": cfg.get("preset_name")}
+
+
 class Trainer:
     """Runs ``task`` under ``cfg.trainer`` and writes ``metrics.json`` + checkpoints into ``run_dir``.
 
@@ -79,6 +86,7 @@ class Trainer:
             raise ValueError(f"predict=true: task {cfg.task.name!r} has no prediction-file writer; set predict=false")
         self._eval_loaders: dict[str, DataLoader] = {}
         self.shard_eval = self.ddp and task.shards_evaluation()
+        self.eval_shards = self.world if self.shard_eval else 1  # recorded in metrics.json
 
     # ------------------------------------------------------------------------------------------------ helpers
     def _autocast(self):
@@ -199,8 +207,8 @@ class Trainer:
                 torch.cuda.synchronize(self.device)
             dt = time.perf_counter() - t0
             # every rank's tokens count (throughput of the whole job); the loss is the mean over ranks' steps
-            tokens, loss_sum = (int(v) if k == 0 else v for k, v in
-                                enumerate(all_reduce_sum([tokens, loss_sum / self.world], self.device)))
+            tokens_all, loss_sum = all_reduce_sum([tokens, loss_sum / self.world], self.device)
+            tokens = int(tokens_all)
             state["train_time"] += dt
             state["train_tokens"] += tokens
             val = self._evaluate(model, "val")
@@ -217,12 +225,8 @@ class Trainer:
                              **{f"val/{k}": v for k, v in val.items()}}, (epoch + 1) * n_batches)
             log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in row.items()})
             state["epoch"] = epoch + 1
-            rng_rank = None
-            if self.ddp:  # every rank's CPU RNG (dropout, negative sampling) so a resumed DDP run continues each
-                import torch.distributed as dist
-
-                rng_rank = [None] * self.world
-                dist.all_gather_object(rng_rank, torch.get_rng_state())
+            # every rank's CPU RNG (dropout, negative sampling) so a resumed DDP run continues each
+            rng_rank = all_gather(torch.get_rng_state()) if self.ddp else None
             self._save("last.pt", {"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,
                                    "scaler": scaler.state_dict(), "rng_rank": rng_rank,
                                    "rng_cpu": torch.get_rng_state(), "config_hash": config_hash(self.cfg),
@@ -252,10 +256,7 @@ class Trainer:
         peak = (torch.cuda.max_memory_allocated(self.device) / 2**20 if self.device.type == "cuda"
                 else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         return {
-            "task": self.task.name, "dataset": cfg.data.get("name"), "mixer": cfg.model.mixer.name,
-            "variant": cfg.get("variant") or cfg.model.mixer.name, "world_size": self.world,
-            "eval_shards": self.world if self.ddp and self.task.shards_evaluation() else 1,
-            "experiment": cfg.get("experiment_name"), "seed": int(cfg.seed), "preset": cfg.get("preset_name"),
+            **run_row(cfg), "task": self.task.name, "world_size": self.world, "eval_shards": self.eval_shards,
             "val": val, "test": test, "best_epoch": state["best_epoch"], "monitor": self.task.monitor,
             "history": state["history"], "params": n_params,
             "train_tokens_per_s": state["train_tokens"] / max(state["train_time"], 1e-9),
