@@ -26,7 +26,6 @@ endif
 ifeq ($(filter $(BUILD),cpu cuda),)
 $(error TORCH_BUILD=$(TORCH_BUILD): use cpu, cuda or auto)
 endif
-STAMP := $(VENV)/.installed-$(BUILD)
 ifeq ($(BUILD),cpu)
 ifeq ($(shell uname -s),Darwin)
 TORCH_REQ := torch==$(TORCH_VERSION)
@@ -38,6 +37,10 @@ else
 TORCH_REQ := torch==$(TORCH_VERSION)+$(TORCH_CUDA)
 TORCH_FALLBACK := --index-url $(TORCH_CUDA_INDEX)
 endif
+# The stamp names the torch build it installed (.installed-2.13.0-cpu, .installed-2.13.0-cu128): another TORCH_BUILD,
+# TORCH_CUDA or TORCH_VERSION is another target, so `make env` really reinstalls torch; edits to pyproject.toml or the
+# lock redo the install too.
+STAMP := $(VENV)/.installed-$(TORCH_VERSION)-$(if $(filter cpu,$(BUILD)),cpu,$(TORCH_CUDA))
 PRESET ?= quick
 DATA_ROOT ?= $(CURDIR)/data
 export DATA_ROOT

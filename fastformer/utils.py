@@ -213,3 +213,29 @@ def progress(iterable=None, *, total: int | float | None = None, desc: str | Non
     kwargs.setdefault("dynamic_ncols", False)
     return LogProgress(iterable, total=total, desc=desc, disable=disable or mode == "off", file=file, mininterval=0,
                        miniters=1, ncols=kwargs.pop("ncols", 80), **kwargs)
+
+
+@contextmanager
+def library_progress(file=None) -> Iterator[bool]:
+    """Hugging Face ``datasets`` / ``huggingface_hub`` progress bars (downloads, split generation, Parquet export)
+    off a terminal: they are tqdm bars this repo does not draw, so where :func:`progress` would write plain lines
+    (``FASTFORMER_PROGRESS=log|off`` or stderr not a TTY) they are switched off for the block and restored after.
+    Yields True when they were switched off (the caller then prints its own start/end lines)."""
+    import sys
+
+    quiet = _progress_mode(file if file is not None else sys.stderr) != "tty"
+    undo = []
+    if quiet:
+        for mod in ("datasets", "huggingface_hub.utils"):
+            try:
+                lib = __import__(mod, fromlist=["disable_progress_bars"])
+            except ImportError:
+                continue
+            if not lib.are_progress_bars_disabled():
+                lib.disable_progress_bars()
+                undo.append(lib)
+    try:
+        yield quiet
+    finally:
+        for lib in undo:
+            lib.enable_progress_bars()

@@ -79,6 +79,31 @@ def test_zero_budget_records_timeout_and_skipped(tmp_path):
     assert (tmp_path / "zero.png").stat().st_size > 0
 
 
+def test_smaller_run_keeps_the_committed_table_unless_forced(tmp_path):
+    """results/efficiency.* with 8 measured points is not replaced by a 4-point run (a subset: one mixer): the old
+    files stay byte-identical, the run's own table goes to its work_dir, and the CLI exits 1; force=true replaces."""
+    out, work = tmp_path / "res", tmp_path / "work"
+    full = run_bench(bench_cfg(*TINY, "threads=null", f"out_dir={out}"))
+    assert full["kept"] is None and sum(r.status == "ok" for r in full["rows"]) == 8
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    small = [o if not o.startswith("mixers=") else "mixers=[fastformer]" for o in TINY]
+    res = run_bench(bench_cfg(*small, "threads=null", f"out_dir={out}", f"work_dir={work}"))
+    assert res["kept"] and "8 measured point(s)" in res["kept"] and "only 4" in res["kept"], res["kept"]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert len(read_csv(work / "efficiency.csv")) == 4 and (work / "efficiency.md").is_file()
+    assert (work / "efficiency.png").is_file()
+    argv = ["bench.py", *small, "threads=null", f"out_dir={out}", f"hydra.run.dir={tmp_path / 'hydra'}"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "argv", argv)
+        GlobalHydra.instance().clear()
+        with pytest.raises(SystemExit) as stop:
+            runpy.run_path(str(ROOT / "scripts/bench.py"), run_name="__main__")
+    assert stop.value.code == 1 and {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert len(read_csv(tmp_path / "hydra" / "efficiency.csv")) == 4  # the CLI's run dir holds its table
+    forced = run_bench(bench_cfg(*small, "threads=null", f"out_dir={out}", "force=true"))
+    assert forced["kept"] is None and len(read_csv(out / "efficiency.csv")) == 4
+
+
 def test_oom_rows_are_recorded_and_longer_lengths_still_run():
     @register_mixer("_bench_oom_probe")
     class OOMProbe(TokenMixer):  # behaves like a mixer that runs out of memory at N >= 32

@@ -66,3 +66,23 @@ def test_no_module_uses_tqdm_directly():
     offenders = [str(p.relative_to(ROOT)) for d in ("fastformer", "scripts") for p in (ROOT / d).rglob("*.py")
                  if p.name != "utils.py" and re.search(r"^\s*(from tqdm|import tqdm)", p.read_text(), re.M)]
     assert not offenders, f"use fastformer.utils.progress instead of tqdm in {offenders}"
+
+
+def test_library_progress_bars_off_a_terminal(tmp_path, monkeypatch, capfd):
+    """A Hub download off a terminal (datasets.load_dataset + to_parquet on a local Parquet repo): no tqdm frame
+    reaches stderr, one line per step does, and the libraries' bars are switched back on afterwards."""
+    import datasets
+    import huggingface_hub.utils as hub
+
+    from fastformer.data import summarization
+    from tests.test_data_catalog import _hub_like_repo, _sample_records
+
+    monkeypatch.setenv("FASTFORMER_PROGRESS", "log")
+    repo = tmp_path / "hub" / "pubmed"
+    _hub_like_repo(repo, "document", _sample_records("pubmed", 10))
+    monkeypatch.setitem(summarization.HF_DATASETS, "pubmed", (str(repo), "document"))
+    summarization.download_hf("pubmed", tmp_path / "data" / "pubmed")
+    err = capfd.readouterr().err
+    assert "\r" not in err and "%|" not in err, err
+    assert "downloading Hugging Face" in err and "train.parquet (6 rows)" in err, err
+    assert not datasets.are_progress_bars_disabled() and not hub.are_progress_bars_disabled()

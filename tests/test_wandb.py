@@ -84,7 +84,7 @@ def test_tables_run_holds_every_table_and_figure(tmp_path, offline):
     fig.savefig(res / "efficiency.png")
     plt.close(fig)
     logged = log_tables(res, "quick", tmp_path / "wb")
-    assert logged == {"tables": ["t4"], "figures": ["efficiency"]}
+    assert logged == {"tables": ["t4"], "figures": ["efficiency"], "skipped": []}
     (run,) = sorted((tmp_path / "wb" / "wandb").glob("offline-run-*-tables-quick"))
     rec = read_offline_run(run)
     assert rec["run"]["id"] == "tables-quick" and rec["run"]["job_type"] == "tables"
@@ -95,3 +95,33 @@ def test_tables_run_holds_every_table_and_figure(tmp_path, offline):
     assert (run / "files" / row["figures/efficiency"]["path"]).is_file()
     assert rec["summary"]["markdown/t4"].startswith("# Table 4")
     assert rec["summary"]["markdown/kernels"].startswith("# kernels")
+
+
+def test_tables_run_leaves_out_another_presets_tables(tmp_path, offline):
+    """results/ holding quick tables: a `paper` tables run logs only the preset-free ones (efficiency) and names the
+    rest; the CLI refuses a preset no table was generated for."""
+    import subprocess
+
+    import pandas as pd
+
+    from wandb_tables import log_tables, table_preset
+
+    res = tmp_path / "results"
+    res.mkdir()
+    for stem, title in (("table4_classification", "# Table 4: text classification (preset: quick)"),
+                        ("probes", "# Probes: accuracy vs difficulty (preset: quick)"),
+                        ("efficiency", "# Efficiency: time per mixer layer (paper Figure 2)")):
+        pd.DataFrame({"model": ["fastformer"], "acc_mean": [1.0]}).to_csv(res / f"{stem}.csv", index=False)
+        (res / f"{stem}.md").write_text(title + "\n")
+    for stem in ("probes", "probes_interaction", "efficiency"):
+        (res / f"{stem}.png").write_bytes((ROOT / "results" / "efficiency.png").read_bytes())
+    assert table_preset(res / "probes.md") == "quick" and table_preset(res / "efficiency.md") is None
+    logged = log_tables(res, "paper", tmp_path / "wb")
+    assert logged == {"tables": ["efficiency"], "figures": ["efficiency"],
+                      "skipped": ["probes", "probes_interaction", "table4_classification"]}
+    quick = log_tables(res, "quick", tmp_path / "wbq")
+    assert quick["tables"] == ["efficiency", "probes", "table4_classification"] and not quick["skipped"]
+    assert quick["figures"] == ["efficiency", "probes", "probes_interaction"]
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "wandb_tables.py"), "--preset", "paper", "--results",
+                        str(res), "--dir", str(tmp_path / "wbcli")], capture_output=True, text=True)
+    assert r.returncode == 2 and "no table" in r.stderr and "'quick'" in r.stderr, r.stderr

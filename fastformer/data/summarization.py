@@ -23,6 +23,7 @@ import gzip
 import json
 import random
 import re
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,12 +203,17 @@ def download_hf(subdir: str, folder: Path) -> None:
 
         import datasets
 
-        from fastformer.utils import atomic_path
-        dd = datasets.load_dataset(name, config, cache_dir=str(cache))
-        folder.mkdir(parents=True, exist_ok=True)
-        for split, ds in dd.items():
-            with atomic_path(folder / f"{split}.parquet", suffix=".part") as tmp:
-                ds.to_parquet(str(tmp))
+        from fastformer.utils import atomic_path, library_progress
+        with library_progress() as quiet:
+            if quiet:  # off a terminal: one line per step instead of the Hub's tqdm frames
+                print(f"downloading Hugging Face {name} ({config}) into {folder} ...", file=sys.stderr, flush=True)
+            dd = datasets.load_dataset(name, config, cache_dir=str(cache))
+            folder.mkdir(parents=True, exist_ok=True)
+            for split, ds in dd.items():
+                with atomic_path(folder / f"{split}.parquet", suffix=".part") as tmp:
+                    ds.to_parquet(str(tmp))
+                if quiet:
+                    print(f"  wrote {folder / f'{split}.parquet'} ({len(ds):,} rows)", file=sys.stderr, flush=True)
         del dd
         shutil.rmtree(cache, ignore_errors=True)
     except Exception as err:  # offline, hub errors, disk errors: one actionable line
