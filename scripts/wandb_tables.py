@@ -4,7 +4,8 @@
 
 ``make wandb-tables`` runs it. Offline by default like the training runs (``WANDB_MODE=online`` to stream; or
 ``make wandb-sync`` later). The run id is ``tables-<preset>``, so re-running updates the same W&B run; the markdown
-of each table (with its provenance line) goes into the run's summary as text, and the files as an artifact.
+of each table (with its provenance line) goes into the run's summary as text, and the files as an artifact. Tables
+kept as markdown only (results/kernels_static.md, the GPU reports) are parsed: one wandb.Table per pipe table.
 A table generated for another preset (its markdown title says ``(preset: paper)``, say) is left out of this preset's
 run and named; tables without a preset (efficiency, kernels) go into every one.
 """
@@ -29,6 +30,31 @@ def table_preset(md: Path) -> str | None:
         return None
     m = re.search(r"\(preset:\s*([\w-]+)\)", first)
     return m.group(1) if m else None
+
+
+def md_tables(text: str) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The pipe tables of a markdown file: (heading above it, header, rows), cells stripped, in file order."""
+    out, heading, block = [], "", []
+
+    def flush():
+        if len(block) >= 2 and set(block[1].replace("|", "").strip()) <= set("-: "):
+            cells = [[c.strip() for c in ln.strip().strip("|").split("|")] for ln in block]
+            out.append((heading, cells[0], cells[2:]))
+        block.clear()
+
+    for line in text.splitlines():
+        if line.lstrip().startswith("|"):
+            block.append(line)
+            continue
+        flush()
+        if line.startswith("#"):
+            heading = line.lstrip("#").strip()
+    flush()
+    return out
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:40] or "table"
 
 
 def log_tables(results: Path, preset: str, out_dir: Path, *, project: str = "fastformer-repro",
@@ -63,9 +89,19 @@ def log_tables(results: Path, preset: str, out_dir: Path, *, project: str = "fas
         md = csv.with_suffix(".md")
         if md.is_file():
             run.summary[f"markdown/{csv.stem}"] = md.read_text()
-    for md in sorted(results.glob("*.md")):  # tables kept as markdown only (e.g. the kernel reports)
-        if not md.with_suffix(".csv").is_file() and md.stem not in other:
-            run.summary[f"markdown/{md.stem}"] = md.read_text()
+    for md in sorted(results.glob("*.md")):  # tables kept as markdown only (the kernel and GPU reports)
+        if md.with_suffix(".csv").is_file() or md.stem in other:
+            continue
+        text = md.read_text()
+        run.summary[f"markdown/{md.stem}"] = text
+        if md.stem == "README":  # the index of results/, not a table
+            continue
+        found = md_tables(text)
+        for i, (heading, header, rows) in enumerate(found):
+            key = f"tables/{md.stem}" if len(found) == 1 else f"tables/{md.stem}/{i + 1}_{_slug(heading)}"
+            width = len(header)
+            payload[key] = wandb.Table(columns=header, data=[(r + [""] * width)[:width] for r in rows])
+            logged["tables"].append(key.removeprefix("tables/"))
     for png in sorted(results.glob("*.png")):
         if png.stem in other:
             continue

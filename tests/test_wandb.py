@@ -75,7 +75,8 @@ def test_tables_run_holds_every_table_and_figure(tmp_path, offline):
     pd.DataFrame({"model": ["fastformer", "transformer"], "acc_mean": [66.0, 65.5]}).to_csv(res / "t4.csv",
                                                                                              index=False)
     (res / "t4.md").write_text("# Table 4\n| Model | Acc |\n")
-    (res / "kernels.md").write_text("# kernels only as markdown\n")
+    (res / "kernels.md").write_text("# kernels only as markdown\n\n## Per kernel\n\n| kernel | regs |\n|---|---|\n"
+                                    "| `_pool_fwd` | 96 |\n| `_pool_bwd` | 128 |\n")
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -84,7 +85,7 @@ def test_tables_run_holds_every_table_and_figure(tmp_path, offline):
     fig.savefig(res / "efficiency.png")
     plt.close(fig)
     logged = log_tables(res, "quick", tmp_path / "wb")
-    assert logged == {"tables": ["t4"], "figures": ["efficiency"], "skipped": []}
+    assert logged == {"tables": ["t4", "kernels"], "figures": ["efficiency"], "skipped": []}
     (run,) = sorted((tmp_path / "wb" / "wandb").glob("offline-run-*-tables-quick"))
     rec = read_offline_run(run)
     assert rec["run"]["id"] == "tables-quick" and rec["run"]["job_type"] == "tables"
@@ -93,6 +94,9 @@ def test_tables_run_holds_every_table_and_figure(tmp_path, offline):
     table = json.loads((run / "files" / row["tables/t4"]["path"]).read_text())
     assert table["columns"] == ["model", "acc_mean"] and table["data"] == [["fastformer", 66.0], ["transformer", 65.5]]
     assert (run / "files" / row["figures/efficiency"]["path"]).is_file()
+    kernels = json.loads((run / "files" / row["tables/kernels"]["path"]).read_text())  # a markdown-only table
+    assert kernels["columns"] == ["kernel", "regs"]
+    assert kernels["data"] == [["`_pool_fwd`", "96"], ["`_pool_bwd`", "128"]]
     assert rec["summary"]["markdown/t4"].startswith("# Table 4")
     assert rec["summary"]["markdown/kernels"].startswith("# kernels")
 
