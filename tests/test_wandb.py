@@ -65,6 +65,20 @@ def test_run_summary_is_the_best_epoch_and_resume_keeps_the_run_id(compose_cfg, 
     assert json.loads((run_dir / "metrics.json").read_text())["test"] == metrics["test"]
 
 
+def test_artifacts_switch_logs_metrics_and_best_checkpoint(compose_cfg, fixture_root, tmp_path, offline):
+    """logger.artifacts=true: metrics.json and checkpoints/best.pt as artifacts of the run; off by default."""
+    over = [f"data.root={fixture_root}", f"paths.cache_dir={tmp_path}/cache", *TINY, "trainer.max_epochs=1"]
+    train(compose_cfg([*over, "logger.artifacts=true"]), str(tmp_path / "on"))
+    (part,) = _runs(tmp_path / "on")
+    arts = {a["type"]: a for a in read_offline_run(part)["artifacts"]}
+    assert set(arts) == {"metrics", "model"}, arts
+    assert arts["metrics"]["name"] == "metrics-amazon-fastformer-seed1" and arts["metrics"]["files"] == ["metrics.json"]
+    assert arts["model"]["files"] == ["best.pt"] and arts["model"]["metadata"] == {"best_epoch": 1}
+    train(compose_cfg(over), str(tmp_path / "off"))
+    (part,) = _runs(tmp_path / "off")
+    assert read_offline_run(part)["artifacts"] == []
+
+
 def test_tables_run_holds_every_table_and_figure(tmp_path, offline):
     import pandas as pd
 
@@ -97,6 +111,9 @@ def test_tables_run_holds_every_table_and_figure(tmp_path, offline):
     kernels = json.loads((run / "files" / row["tables/kernels"]["path"]).read_text())  # a markdown-only table
     assert kernels["columns"] == ["kernel", "regs"]
     assert kernels["data"] == [["`_pool_fwd`", "96"], ["`_pool_bwd`", "128"]]
+    (art,) = [a for a in rec["artifacts"] if a["type"] == "results"]  # (each logged wandb.Table is a run_table too)
+    assert art["name"] == "results-quick"
+    assert sorted(art["files"]) == ["efficiency.png", "kernels.md", "t4.csv", "t4.md"]
     assert rec["summary"]["markdown/t4"].startswith("# Table 4")
     assert rec["summary"]["markdown/kernels"].startswith("# kernels")
 

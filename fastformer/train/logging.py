@@ -137,7 +137,7 @@ def _record_chunks(path: Path) -> list[bytes]:
 
 
 def read_offline_run(run_dir: str | Path, wait_s: float = 60.0) -> dict[str, Any]:
-    """Summary, history rows, config and metric definitions of an offline W&B run (``.../offline-run-*``).
+    """Summary, history rows, config, metric definitions and artifacts of an offline W&B run (``.../offline-run-*``).
 
     Parses the run's ``run-<id>.wandb`` record stream (LevelDB log blocks of protobuf ``Record``s), so tests and
     users can check what a later ``wandb sync`` would upload without a network. ``run.finish()`` can return before
@@ -158,7 +158,7 @@ def read_offline_run(run_dir: str | Path, wait_s: float = 60.0) -> dict[str, Any
             raise TimeoutError(f"{path}: no exit record after {wait_s:.0f} s; the run is still open or was killed "
                                "before W&B flushed it")
         time.sleep(0.2)
-    out: dict[str, Any] = {"summary": {}, "history": [], "config": {}, "metrics": {}, "run": {}}
+    out: dict[str, Any] = {"summary": {}, "history": [], "config": {}, "metrics": {}, "run": {}, "artifacts": []}
     for rec in records:
         field = rec.WhichOneof("record_type")
         if field == "summary":
@@ -174,6 +174,14 @@ def read_offline_run(run_dir: str | Path, wait_s: float = 60.0) -> dict[str, Any
                 _put(out["config"], item, json.loads(item.value_json))
         elif field == "metric":
             out["metrics"][rec.metric.name or rec.metric.glob_name] = rec.metric.step_metric
+        elif field == "artifact":
+            a = rec.artifact
+            files = [e.path for e in a.manifest.contents]
+            if not files and a.manifest.manifest_file_path:  # large manifests go to a side file
+                with open(a.manifest.manifest_file_path) as f:
+                    files = [json.loads(line)["path"] for line in f if line.strip()]
+            out["artifacts"].append({"name": a.name, "type": a.type, "files": files,
+                                     "metadata": json.loads(a.metadata) if a.metadata else {}})
         elif field == "run":  # the first record, then updates: keep what each sets
             vals = {"id": rec.run.run_id, "group": rec.run.run_group, "name": rec.run.display_name,
                     "tags": list(rec.run.tags), "job_type": rec.run.job_type}
