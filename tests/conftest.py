@@ -19,6 +19,16 @@ def shared_data_root() -> Path | None:
     return cand if cand.is_dir() else None
 
 
+@pytest.fixture(autouse=True)
+def _fresh_network_memo():
+    """Each test starts without the download module's memo of unreachable hosts (fastformer/data/download.py)."""
+    from fastformer.data import download
+
+    download._UNREACHABLE.clear()
+    yield
+    download._UNREACHABLE.clear()
+
+
 @pytest.fixture(scope="session")
 def fixture_root(tmp_path_factory) -> Path:
     from fastformer.data.fixtures import write_all_fixtures

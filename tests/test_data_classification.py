@@ -235,6 +235,48 @@ def test_offline_download_error_names_url_and_path(tmp_path, monkeypatch):
         load_classification(cfg(tmp_path, tmp_path / "c", "imdb", "imdb", download=False))
 
 
+def test_connection_failures_are_remembered_so_an_offline_check_is_fast(tmp_path, monkeypatch):
+    """No DNS (or a timeout): the first download fails, every later one (any host) fails at once without connecting;
+    a refused connection only skips that host; HTTP errors and file:// URLs are never remembered."""
+    import socket
+    import urllib.error
+
+    calls = []
+
+    def urlopen(req, timeout=None):
+        url = req.full_url
+        calls.append(url)
+        if "refused" in url:
+            raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+        if "http404" in url:
+            raise urllib.error.HTTPError(url, 404, "Not Found", {}, None)
+        raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+
+    monkeypatch.setattr(download.urllib.request, "urlopen", urlopen)
+    for host in ("refused.example", "refused.example", "other.example"):  # the second refused one is not tried
+        with pytest.raises(download.DataUnavailableError):
+            download.download(f"https://{host}/a.gz", tmp_path / f"{host}.gz")
+    assert calls == ["https://refused.example/a.gz", "https://other.example/a.gz"]
+    calls.clear()
+    download._UNREACHABLE.clear()
+    for _ in range(2):
+        with pytest.raises(download.DataUnavailableError):
+            download.download("https://http404.example/a.gz", tmp_path / "x.gz")
+    assert len(calls) == 2  # the server answered: not remembered
+    with pytest.raises(download.DataUnavailableError, match="Name or service not known"):
+        download.download("https://snap.example/a.gz", tmp_path / "a.gz")
+    calls.clear()
+    with pytest.raises(download.DataUnavailableError) as err:
+        download.download("https://ai.example/b.tar.gz", tmp_path / "imdb" / "b.tar.gz")
+    msg = str(err.value)
+    assert calls == [] and "not tried" in msg and "snap.example failed with gaierror" in msg and "\n" not in msg
+    assert str((tmp_path / "imdb" / "b.tar.gz").resolve()) in msg  # still names the path to place the file at
+    src = tmp_path / "local.gz"
+    src.write_bytes(gzip.compress(b"x"))
+    monkeypatch.undo()
+    assert download.download(src.as_uri(), tmp_path / "copy.gz").read_bytes() == src.read_bytes()  # file:// unaffected
+
+
 def test_download_verifies_checksum(tmp_path):
     src = tmp_path / "src.json.gz"
     with gzip.open(src, "wb") as f:

@@ -93,8 +93,8 @@ def run_bench(cfg: Mapping[str, Any]) -> dict[str, Any]:
     if not force and n_ok() < old_ok:
         kept = (f"kept {paths['md']} and its csv/png: they hold {old_ok} measured point(s) and this run only {n_ok()} "
                 f"(a subset, a cut-short or busier run?); this run's table is in "
-                f"{work_dir if work_dir else 'not written (run_bench got no work_dir)'}; `make bench BENCH_ARGS=force=true` "
-                "replaces them anyway, out_dir=<folder> writes elsewhere")
+                f"{work_dir if work_dir else 'not written (run_bench got no work_dir)'}; "
+                "`make bench BENCH_ARGS=force=true` replaces them anyway, out_dir=<folder> writes elsewhere")
     targets = [staged] if staged else []
     if kept is None:
         targets.append(paths)

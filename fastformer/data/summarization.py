@@ -193,10 +193,13 @@ def discover_files(folder: Path, files: str | Mapping[str, str] | None) -> dict[
 
 def download_hf(subdir: str, folder: Path) -> None:
     """Fetch the official Hugging Face copy of ``subdir`` into ``folder/{train,validation,test}.parquet``."""
-    from fastformer.data.download import DataUnavailableError
+    from fastformer.data.download import DataUnavailableError, network_down
     if subdir not in HF_DATASETS:
         raise DataUnavailableError(f"no download source known for {subdir!r}; put the files in {folder}")
     name, config = HF_DATASETS[subdir]
+    if network_down():
+        raise DataUnavailableError(f"could not download Hugging Face {name} ({config}) (not tried: {network_down()}); "
+                                   f"{SOURCES[subdir]}, into {folder}")
     cache = folder / ".hf_cache"  # datasets' download + Arrow cache, removed once the Parquet files are written
     try:
         import shutil
