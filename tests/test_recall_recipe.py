@@ -138,3 +138,11 @@ def test_probes_recall_stage_smoke(tmp_path):
     md = probes.build(tmp_path / "runs", tmp_path / "out", "quick").read_text()
     assert "| Mixer | P=2 | P=4 | n | params |" in md and "## Token interaction" in md
     assert (tmp_path / "out" / "probes_interaction.png").stat().st_size > 0
+    # a fresh checkout holds only the committed outcomes (metrics.json, interaction.json; no checkpoints): the
+    # rebuilt table keeps the token-interaction section, from the cached measurements
+    import shutil
+    for ck in (tmp_path / "runs").rglob("checkpoints"):
+        shutil.rmtree(ck)
+    again = probes.build(tmp_path / "runs", tmp_path / "out2", "quick").read_text()
+    section = md.split("## Token interaction")[1].split("\n## ")[0]
+    assert section == again.split("## Token interaction")[1].split("\n## ")[0]

@@ -217,8 +217,10 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
 
 def _interaction_section(runs: list[Run], out_dir: Path) -> list[str]:
     """'Token interaction' section: effective rank of the first mixer's token-to-token Jacobian norms
-    (fastformer/analysis/interaction.py) for one trained MQAR model per row (middle n_pairs, lowest seed)."""
-    mq = [r for r in runs if r.status == "ok" and "@L" in _key(r)[0] and (r.path / "checkpoints" / "best.pt").exists()]
+    (fastformer/analysis/interaction.py) for one trained MQAR model per row (middle n_pairs, lowest seed), from its
+    cached interaction.json (committed with the run outcomes) or, without one, measured from its checkpoint."""
+    mq = [r for r in runs if r.status == "ok" and "@L" in _key(r)[0]
+          and ((r.path / "interaction.json").exists() or (r.path / "checkpoints" / "best.pt").exists())]
     if not mq:
         return []
     from fastformer.analysis.interaction import run_interaction
