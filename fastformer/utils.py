@@ -103,7 +103,9 @@ def resolve_device(name: str, *, key: str = "trainer.device") -> torch.device:
 
 def git_sha(short: bool = True, path: str | os.PathLike | None = None) -> str:
     """Commit of the checkout at ``path`` (default: this project), e.g. ``abc1234``, or ``abc1234+dirty`` when tracked
-    files have uncommitted changes (``git status --porcelain --untracked-files=no``; new untracked files do not count).
+    files have uncommitted changes (``git status --porcelain --untracked-files=no``; new untracked files do not count,
+    nor do the generated outputs under ``results/`` and ``logs/``: rebuilding one table must not mark the code of the
+    next one dirty).
 
     ``unknown`` when git is not installed, ``path`` is not in a git checkout, or it has no commit yet. When only the
     status check fails the sha gets ``+dirty`` too (a run never claims a clean tree that was not checked).
@@ -119,7 +121,8 @@ def git_sha(short: bool = True, path: str | os.PathLike | None = None) -> str:
         sha = head.stdout.strip()
         if head.returncode != 0 or not sha:
             return "unknown"
-        status = git("status", "--porcelain", "--untracked-files=no")
+        status = git("status", "--porcelain", "--untracked-files=no", "--", ":(top,exclude)results",
+                     ":(top,exclude)logs")
         return sha + ("+dirty" if status.returncode != 0 or status.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError, ValueError):  # no git binary / missing folder / timeout
         return "unknown"

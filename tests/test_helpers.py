@@ -106,8 +106,19 @@ def test_git_sha_clean_dirty_and_outside_git(tmp_path, monkeypatch):
     assert git_sha(short=False, path=repo) == git("rev-parse", "HEAD")
     (repo / "new.txt").write_text("untracked files do not make it dirty\n")
     assert git_sha(path=repo) == sha
+    for out in ("results/t.md", "logs/m/metrics.json"):  # generated outputs, tracked: changing them is not dirty
+        (repo / out).parent.mkdir(parents=True, exist_ok=True)
+        (repo / out).write_text("1\n")
+        git("add", out)
+    git("commit", "-q", "-m", "outputs")
+    sha = git("rev-parse", "--short", "HEAD")
+    (repo / "results" / "t.md").write_text("rebuilt\n")
+    (repo / "logs" / "m" / "metrics.json").write_text("rerun\n")
+    assert git_sha(path=repo) == sha
+    assert git_sha(path=repo / "results") == sha  # (also asked from a subfolder)
     (repo / "a.txt").write_text("2\n")
     assert git_sha(path=repo) == f"{sha}+dirty"
+    assert git_sha(path=repo / "results") == f"{sha}+dirty"
     git("add", "a.txt")  # staged but not committed: still dirty
     assert git_sha(path=repo) == f"{sha}+dirty"
     assert git_sha(path=tmp_path / "missing") == "unknown"
