@@ -110,7 +110,10 @@ wandb-sync: $(STAMP) ## upload every offline W&B run under logs/ (needs `wandb l
 train: $(STAMP) ## one training run: make train ARGS="experiment=imdb/fastformer"
 	$(PY) scripts/train.py $(ARGS)
 
-clean-logs: ## delete logs/ (Hydra run dirs, checkpoints)
-	rm -rf logs/
+clean-logs: ## delete checkpoints, W&B and Hydra files under logs/; keeps the run outcomes the tables are built from
+	@test -d logs || exit 0; \
+	find logs -type f ! -name metrics.json ! -name failed.json ! -name interaction.json -delete; \
+	find logs -mindepth 1 -type d -empty -delete; \
+	echo "logs/: kept $$(find logs -type f | wc -l) run outcome file(s) (metrics.json, failed.json, interaction.json)"
 
 .PHONY: help env lock data wandb-tables wandb-sync test test-full lint bench bench-gpu reproduce-table tables train clean-logs

@@ -57,3 +57,22 @@ def test_stamp_depends_on_the_build(tmp_path):
 def test_unknown_build_is_one_clear_error(tmp_path):
     r = _make("-n", "env", "TORCH_BUILD=rocm", f"VENV={tmp_path / 'venv'}")
     assert r.returncode != 0 and "TORCH_BUILD=rocm: use cpu, cuda or auto" in r.stderr, r.stderr
+
+
+def test_clean_logs_keeps_the_run_outcomes(tmp_path):
+    """`make clean-logs` frees checkpoints, W&B and Hydra files but keeps what the tables are built from."""
+    keep = ["logs/multiruns/quick/imdb/fastformer/seed1/metrics.json",
+            "logs/multiruns/quick/imdb/transformer/seed1/failed.json",
+            "logs/multiruns/quick/probe/x/seed1/interaction.json"]
+    drop = ["logs/multiruns/quick/imdb/fastformer/seed1/checkpoints/last.pt",
+            "logs/multiruns/quick/imdb/fastformer/seed1/wandb/offline-run-1/run-1.wandb",
+            "logs/multiruns/quick/imdb/fastformer/seed1/.hydra/config.yaml", "logs/bench/2026-12-03/10-00-00/a.csv"]
+    for f in keep + drop:
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).write_text("x")
+    r = subprocess.run(["make", "--no-print-directory", "-f", str(ROOT / "Makefile"), "clean-logs"], cwd=tmp_path,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "logs").rglob("*") if p.is_file()) == sorted(keep)
+    assert not (tmp_path / "logs" / "bench").exists()  # emptied folders go too
+    assert "kept 3 run outcome file(s)" in r.stdout
