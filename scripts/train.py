@@ -2,6 +2,9 @@
 
 Multiruns: python scripts/train.py -m experiment=imdb/fastformer,imdb/transformer seed=1,2,3
 Writes <run dir>/metrics.json (see fastformer/train/trainer.py); `main` returns the validation metric (task.monitor).
+Bad input in a single run (an unknown or mistyped config key, a dataset file that is missing and cannot be
+downloaded) ends with one line naming the key or file and the fix and exit code 2 (a data failure also writes the
+run's failed.json); inside a multirun the job fails as any other (failed.json, the sweep goes on).
 """
 from __future__ import annotations
 
@@ -17,9 +20,11 @@ sys.path.insert(0, str(ROOT))
 
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from fastformer.config_schema import validate_config  # noqa: E402
+from fastformer.config_schema import ConfigError, validate_config  # noqa: E402
+from fastformer.data.download import DataUnavailableError  # noqa: E402
 from fastformer.train.distributed import broadcast_object, setup_distributed  # noqa: E402
 from fastformer.train.logging import NullLogger, build_logger  # noqa: E402
 from fastformer.train.trainer import Trainer, run_row  # noqa: E402
@@ -68,7 +73,15 @@ def main(cfg: DictConfig) -> float | None:
     OmegaConf.set_struct(cfg, True)
     setup_distributed(cfg.trainer.device)
     run_dir = broadcast_object(HydraConfig.get().runtime.output_dir)  # DDP: every rank uses rank 0's run dir
-    metrics = train(cfg, run_dir)
+    try:
+        metrics = train(cfg, run_dir)
+    except (ConfigError, DataUnavailableError) as e:
+        if HydraConfig.get().mode != RunMode.RUN:  # multirun: fail this job only
+            raise
+        failed = Path(run_dir) / "failed.json"
+        log.error("%s", str(e).splitlines()[0])
+        log.error("(%s%s)", type(e).__name__, f"; recorded in {failed}" if failed.exists() else ", before any work")
+        sys.exit(2)
     log.info("test metrics: %s", {k: round(v, 4) for k, v in (metrics.get("test") or {}).items()})
     return (metrics.get("val") or {}).get(cfg.task.monitor)
 

@@ -4,6 +4,7 @@ sweep + table path of `make reproduce-table` at tiny scale."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -115,3 +116,30 @@ def test_newsrec_through_train_py_with_predict(compose_cfg, tmp_path):
     lines = (tmp_path / "run" / "prediction.txt").read_text().splitlines()
     assert len(lines) == 40 and all(line.split()[1].startswith("[") for line in lines)
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["predict"]
+
+
+@pytest.mark.parametrize("bad", ["data", "config"])
+def test_single_run_bad_input_is_one_line(tmp_path, bad):
+    """`python scripts/train.py` with a missing dataset (offline) or an unknown config key: one ERROR line naming the
+    file (URL and where to place it) or the key, no traceback, exit code 2; the data failure is in failed.json."""
+    empty = tmp_path / "data"
+    empty.mkdir()
+    args = ["experiment=imdb/fastformer", "logger=none", f"hydra.run.dir={tmp_path / 'run'}",
+            f"paths.cache_dir={tmp_path / 'cache'}", "data.download=false"]
+    if bad == "config":
+        args.append("+trainer.max_epoch=3")
+    env = {**os.environ, "DATA_ROOT": str(empty), "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), *args], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=300)
+    out = r.stdout + r.stderr
+    assert r.returncode == 2, out
+    assert "Traceback" not in out, out
+    errors = [ln for ln in out.splitlines() if "[ERROR]" in ln]
+    assert len(errors) == 2, out
+    if bad == "data":
+        assert str(empty / "imdb" / "aclImdb_v1.tar.gz") in errors[0] and "aclImdb_v1.tar.gz" in errors[0], out
+        failed = json.loads((tmp_path / "run" / "failed.json").read_text())
+        assert failed["error"].startswith("DataUnavailableError") and failed["dataset"] == "imdb"
+    else:
+        assert "unknown config key trainer.max_epoch" in errors[0] and "max_epochs" in errors[0], out
+        assert "before any work" in errors[1]
