@@ -78,9 +78,9 @@ def main(cfg: DictConfig) -> float | None:
     except (ConfigError, DataUnavailableError) as e:
         if HydraConfig.get().mode != RunMode.RUN:  # multirun: fail this job only
             raise
-        failed = Path(run_dir) / "failed.json"
-        log.error("%s", str(e).splitlines()[0])
-        log.error("(%s%s)", type(e).__name__, f"; recorded in {failed}" if failed.exists() else ", before any work")
+        log.error("%s", str(e).splitlines()[0])  # ConfigError: validate_config, before any work or failed.json
+        log.error("(%s%s)", type(e).__name__, ", before any work" if isinstance(e, ConfigError)
+                  else f"; recorded in {Path(run_dir) / 'failed.json'}")
         sys.exit(2)
     log.info("test metrics: %s", {k: round(v, 4) for k, v in (metrics.get("test") or {}).items()})
     return (metrics.get("val") or {}).get(cfg.task.monitor)

@@ -94,9 +94,9 @@ def download(url: str, dest: Path, *, md5: str | None = None, sha256: str | None
     from fastformer.utils import atomic_path, progress  # (imports torch: only when a download actually happens)
 
     dest = Path(dest)
-    if network_down(url):
-        raise DataUnavailableError(f"could not download {url} (not tried: {network_down(url)}); "
-                                   f"{manual_hint(url, dest)}")
+    down = network_down(url)
+    if down:
+        raise DataUnavailableError(f"could not download {url} (not tried: {down}); {manual_hint(url, dest)}")
     created = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]  # removed again on failure
     try:
         req = urllib.request.Request(url, headers={"User-Agent": "fastformer-repro"})

@@ -197,8 +197,9 @@ def download_hf(subdir: str, folder: Path) -> None:
     if subdir not in HF_DATASETS:
         raise DataUnavailableError(f"no download source known for {subdir!r}; put the files in {folder}")
     name, config = HF_DATASETS[subdir]
-    if network_down():
-        raise DataUnavailableError(f"could not download Hugging Face {name} ({config}) (not tried: {network_down()}); "
+    down = network_down()
+    if down:
+        raise DataUnavailableError(f"could not download Hugging Face {name} ({config}) (not tried: {down}); "
                                    f"{SOURCES[subdir]}, into {folder}")
     cache = folder / ".hf_cache"  # datasets' download + Arrow cache, removed once the Parquet files are written
     try:
