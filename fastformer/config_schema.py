@@ -9,7 +9,8 @@ the run with one line naming the key and the valid ones, instead of being silent
 * ``model.mixer``: the keyword arguments of the registered mixer's constructor (``fastformer.mixers.mixer_kwargs``);
 * ``model.encoder``: the keyword arguments of ``fastformer.models.encoder.Encoder`` that a config may set;
 * ``optimizer``: ``_target_`` / ``_partial_`` plus the optimizer class's own arguments;
-* ``data`` and ``task``: one schema per task (``task.name``).
+* ``data`` and ``task``: one schema per task (``task.name``); the classification ``data`` keys are read from the
+  loader's own options (``fastformer.data.schema.DataOptions``), so the two cannot drift.
 Adding a config key means adding it here too (tests/test_config_schema.py composes every experiment under every
 preset and checks that each validates).
 """
@@ -23,6 +24,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
+
+from fastformer.data.schema import DataOptions
 
 # NB: Optional[...] / Any rather than ``X | None``: OmegaConf reads these annotations at runtime (Python 3.10).
 
@@ -118,36 +121,14 @@ class Seq2SeqModelSchema(ModelSchema):
     tie_embeddings: bool = True
 
 
-@dataclass
-class ClassificationDataSchema:  # fastformer/data/classification.py (values vary per dataset: Any)
-    name: Any = None
-    root: Any = None
-    path: Any = None
-    loader: Any = None
-    format: Any = None
-    variant: Any = None
-    download: Any = None
-    text_field: Any = None
-    label_field: Any = None
-    label_mode: Any = None
-    body_path: Any = None
-    body_column: Any = None
-    use_summary: Any = None
-    categories: Any = None
-    fallback_all_categories: Any = None
-    split_sizes: Any = None
-    seed: Any = None
-    max_train: Any = None
-    max_eval: Any = None
-    max_len: Any = None
-    tokenizer: Any = None
-    lowercase: Any = None
-    vocab_size: Any = None
-    min_freq: Any = None
-    glove_path: Any = None
-    glove_projection: Any = None
-    cache_dir: Any = None
-    num_workers: Any = None
+def _loader_keys(options_cls, name: str):
+    """The ``data`` schema of a loader whose options are a dataclass in its own module: the same keys, read from that
+    dataclass (one definition: a key added to the loader is a valid config key, with nothing here to update). Values
+    vary per dataset, so they are typed ``Any`` here; the loader's own ``from_cfg`` checks what it needs."""
+    return dataclasses.make_dataclass(name, [(f.name, Any, None) for f in dataclasses.fields(options_cls)])
+
+
+ClassificationDataSchema = _loader_keys(DataOptions, "ClassificationDataSchema")  # fastformer/data/schema.py
 
 
 @dataclass
