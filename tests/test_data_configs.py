@@ -43,7 +43,8 @@ def test_every_data_config_composes_and_validates(compose_cfg, data):
 def test_classification_data_configs_load_a_fixture(compose_cfg, fixture_root, tmp_path, data):
     from fastformer.data.classification import load_classification
 
-    cfg = compose_cfg([f"data={data}", f"data.root={fixture_root}", f"data.cache_dir={tmp_path}", "data.download=false"])
+    cfg = compose_cfg([f"data={data}", f"data.root={fixture_root}", f"data.cache_dir={tmp_path}",
+                       "data.download=false"])
     validate_config(cfg)
     ds = load_classification(cfg.data)
     assert ds.n_classes >= 2 and len(ds.train) > 0 and len(ds.val) > 0 and len(ds.test) > 0
