@@ -41,6 +41,8 @@ class TrainerSchema:
     progress_bar: bool = True
     resume: bool = True
     stop_after_epochs: int | None = None
+    cpu_dropout: str = "fast"
+    threads: int | None = None
 
 
 @dataclass
@@ -73,6 +75,8 @@ class TaskSchema:
     batch_size: int = 64
     eval_batch_size: int = 128
     num_workers: int = 0
+    group_by_length: bool = False  # length-grouped training batches + longest-first evaluation (train/sampling.py)
+    length_pool: int = 50          # global batches per length-sorted pool
 
 
 @dataclass

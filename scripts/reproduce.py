@@ -35,16 +35,25 @@ STAGE_TABLES = {"table4": ["table4"], "table5": ["table5"], "table6": ["table6"]
                 "probes": ["probes"], "probes_recall": ["probes"]}
 
 
+def stage_commands(stage: str, cfg: DictConfig) -> list[list[str]]:
+    """The sweep command(s) of a stage: one, or one per wave of ``stage_waves`` (seeds x experiments, in order)."""
+    per_stage = list((cfg.stage_overrides.get(cfg.preset) or {}).get(stage, []))
+    base = [sys.executable, str(ROOT / "scripts" / "train.py"), "-m", f"+sweep={stage}", f"preset={cfg.preset}"]
+    tail = [f"logger={cfg.logger}", f"hydra.sweep.dir={cfg.runs_root}", *per_stage, *cfg.overrides]
+    waves = ((cfg.get("stage_waves") or {}).get(cfg.preset) or {}).get(stage)
+    if waves:
+        return [[*base, f"seed={w.seeds}", f"experiment={','.join(w.experiments)}", *tail] for w in waves]
+    seeds = (cfg.get("stage_seeds", {}).get(cfg.preset) or {}).get(stage, cfg.seeds[cfg.preset])
+    return [[*base, f"seed={seeds}", *tail]]
+
+
 def run_stage(stage: str, cfg: DictConfig) -> int:
-    per_stage = (cfg.stage_overrides.get(cfg.preset) or {}).get(stage, [])
-    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "-m", f"+sweep={stage}", f"preset={cfg.preset}",
-           f"seed={(cfg.get('stage_seeds', {}).get(cfg.preset) or {}).get(stage, cfg.seeds[cfg.preset])}",
-           f"logger={cfg.logger}", f"hydra.sweep.dir={cfg.runs_root}", *per_stage,
-           *cfg.overrides]
-    print(f"[reproduce] {stage}: {' '.join(cmd[1:])}", flush=True)
-    t0 = time.perf_counter()
-    rc = subprocess.call(cmd, cwd=ROOT)
-    print(f"[reproduce] {stage}: exit {rc} after {time.perf_counter() - t0:.0f} s", flush=True)
+    rc = 0
+    for k, cmd in enumerate(stage_commands(stage, cfg)):
+        print(f"[reproduce] {stage} (sweep {k + 1}): {' '.join(cmd[1:])}", flush=True)
+        t0 = time.perf_counter()
+        rc = subprocess.call(cmd, cwd=ROOT) or rc  # a failed job does not stop the next wave
+        print(f"[reproduce] {stage} (sweep {k + 1}): exit {rc} after {time.perf_counter() - t0:.0f} s", flush=True)
     return rc
 
 

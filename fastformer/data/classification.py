@@ -48,6 +48,20 @@ class TokenDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
+    def __getitems__(self, indices: list[int]) -> list[tuple[list[int], int, int]]:
+        """A DataLoader's batch fetch: the items with their index, so that :func:`pad_collate` can hand the batch's
+        dataset positions to the task (per-item test records stay in dataset order under any evaluation order)."""
+        return [(*self[i], int(i)) for i in indices]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Tokens of each item as the collate pads it (truncated to ``max_len``; an empty text is one <unk>): what
+        length-grouped batching and evaluation sort by (fastformer/train/sampling.py)."""
+        n = np.diff(self.offsets)
+        if self.max_len is not None:
+            n = np.minimum(n, self.max_len)
+        return np.maximum(n, 1)
+
     def __getitem__(self, i: int) -> tuple[list[int], int]:
         start, end = int(self.offsets[i]), int(self.offsets[i + 1])
         if self.max_len is not None:
@@ -55,20 +69,24 @@ class TokenDataset(torch.utils.data.Dataset):
         return self.ids[start:end].tolist(), int(self.labels[i])
 
 
-def pad_collate(batch: list[tuple[list[int], int]], pad_id: int = Vocab.pad_id) -> dict[str, torch.Tensor]:
-    """[(ids, label)] -> {"input_ids": (B, L) long, "attention_mask": (B, L) bool, "labels": (B,) long}.
+def pad_collate(batch: list[tuple], pad_id: int = Vocab.pad_id) -> dict[str, torch.Tensor]:
+    """[(ids, label)] -> {"input_ids": (B, L) long, "attention_mask": (B, L) bool, "labels": (B,) long}; items
+    ``(ids, label, index)`` (a DataLoader's fetch of a :class:`TokenDataset`) add ``"index": (B,) long``.
 
     An empty text becomes one <unk> token, so every row has at least one real position.
     """
-    rows = [list(ids) or [Vocab.unk_id] for ids, _ in batch]
+    rows = [list(item[0]) or [Vocab.unk_id] for item in batch]
     width = max(len(ids) for ids in rows)
     input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)     # (B, L)
     mask = torch.zeros((len(batch), width), dtype=torch.bool)                # (B, L)
     for row, ids in enumerate(rows):
         input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         mask[row, : len(ids)] = True
-    return {"input_ids": input_ids, "attention_mask": mask,
-            "labels": torch.tensor([y for _, y in batch], dtype=torch.long)}
+    out = {"input_ids": input_ids, "attention_mask": mask,
+           "labels": torch.tensor([item[1] for item in batch], dtype=torch.long)}
+    if batch and len(batch[0]) > 2:
+        out["index"] = torch.tensor([item[2] for item in batch], dtype=torch.long)
+    return out
 
 
 @dataclass

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastformer.mixers.base import TokenMixer, masked_softmax, register_mixer
+from fastformer.ops import Dropout
 
 
 def sample_distinct(n: torch.Tensor, r: int, gen: torch.Generator) -> torch.Tensor:
@@ -75,7 +76,7 @@ class BigBird(TokenMixer):
         self.n_global_blocks, self.n_random_blocks = n_global_blocks, n_random_blocks
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
         self.out = nn.Linear(d_model, d_model, bias=bias)
-        self.attn_drop = nn.Dropout(dropout)
+        self.attn_drop = Dropout(dropout)
         self.register_buffer("seed", torch.randint(0, 2**62, (), dtype=torch.int64))  # from the global RNG
         self._cache: dict = {}
 

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from fastformer.mixers.base import TokenMixer, masked_softmax, register_mixer
+from fastformer.ops import Dropout
 
 SHARING = ("none", "qv", "qv+head", "qv+layer")
 INTERACTIONS = ("product", "add", "concat")
@@ -83,7 +84,7 @@ class Fastformer(TokenMixer):
         self.global_key_from, self.key_branch, self.pooling = global_key_from, key_branch, pooling
         self.use_transform, self.query_residual, self.impl = output_transform, query_residual, impl
         self.share_across_layers = sharing == "qv+layer"
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         D, h, dh = d_model, n_heads, self.d_head
         self.scale = 1.0 / math.sqrt(dh)
         self.query = nn.Linear(D, D)

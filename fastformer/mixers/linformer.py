@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from fastformer.mixers.base import TokenMixer, masked_softmax, register_mixer
+from fastformer.ops import Dropout
 
 
 @register_mixer("linformer")
@@ -44,7 +45,7 @@ class Linformer(TokenMixer):
         self.proj_len, self.max_len, self.share_kv, self.share_heads = proj_len, max_len, share_kv, share_heads
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
         self.out = nn.Linear(d_model, d_model, bias=bias)
-        self.attn_drop = nn.Dropout(dropout)
+        self.attn_drop = Dropout(dropout)
         n_mat = 1 if share_heads else n_heads
         # fairseq's Linformer init: xavier_uniform with gain 1/sqrt(2) on the (k, max_len) compression matrix
         bound = math.sqrt(6.0 / (proj_len + max_len)) / math.sqrt(2.0)

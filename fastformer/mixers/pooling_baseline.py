@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from fastformer.mixers.base import TokenMixer, masked_softmax, register_mixer
+from fastformer.ops import Dropout
 
 GATES = ("sigmoid", "product", "none")
 
@@ -54,7 +55,7 @@ class PoolingBaseline(TokenMixer):
         self.value = nn.Linear(d_model, d_model)
         self.w = nn.Parameter(torch.empty(n_heads, self.d_head).normal_(0.0, 0.02))  # per-head pooling query
         self.out = nn.Linear(d_model, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         for lin in (self.value, self.out):  # same init as the Fastformer mixer: N(0, 0.02), zero bias
             nn.init.normal_(lin.weight, 0.0, 0.02)
             nn.init.zeros_(lin.bias)

@@ -25,12 +25,13 @@ import torch
 from torch import nn
 
 from fastformer.mixers import MIXERS, TokenMixer, build_mixer, mixer_kwargs as mixer_kwargs_of
+from fastformer.ops import Dropout
 
 
 class FeedForward(nn.Module):
     def __init__(self, d_model: int, d_ff: int, dropout: float):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_ff, d_model))
+        self.net = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), Dropout(dropout), nn.Linear(d_ff, d_model))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -54,7 +55,7 @@ class Block(nn.Module):
         self.norm1 = _norm(norm, d_model, norm_eps)
         self.ffn = FeedForward(d_model, d_ff, dropout) if use_ffn else None
         self.norm2 = _norm(norm, d_model, norm_eps) if use_ffn else None
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def _sub(self, x: torch.Tensor, fn, norm: nn.Module) -> torch.Tensor:
         y = self.drop(fn(norm(x) if self.pre else x))
@@ -97,7 +98,7 @@ class Encoder(nn.Module):
         self.pos = nn.Embedding(max_len, d_model) if pos_emb == "learned" else None
         self.shift = nn.Linear(d_model, d_model) if token_shift else None
         self.in_norm = nn.LayerNorm(d_model, eps=norm_eps) if input_norm else nn.Identity()
-        self.in_drop = nn.Dropout(dropout)
+        self.in_drop = Dropout(dropout)
         self.layers = nn.ModuleList(Block(m, d_model, use_ffn=use_ffn, d_ff=d_ff, dropout=dropout, residual=residual,
                                           norm=norm, norm_position=norm_position, norm_eps=norm_eps) for m in mixers)
         self.out_norm = nn.LayerNorm(d_model, eps=norm_eps) if final_norm else nn.Identity()

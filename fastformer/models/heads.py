@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from fastformer.mixers.base import masked_softmax
+from fastformer.ops import Dropout
 
 
 def token_embedding(vocab_size: int, d_model: int, init: torch.Tensor | None = None) -> nn.Embedding:
@@ -45,7 +46,7 @@ class ClassificationHead(nn.Module):
     def __init__(self, d_model: int, n_classes: int, dropout: float = 0.0):
         super().__init__()
         self.pool = AttentionPooling(d_model)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.fc = nn.Linear(d_model, n_classes)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -21,6 +21,7 @@ from torch import nn
 
 from fastformer.models.encoder import Encoder
 from fastformer.models.heads import AttentionPooling, token_embedding
+from fastformer.ops import Dropout
 
 #: block switches of both encoders (NRMS: one self-attention layer, no FFN / residual / LayerNorm / positions)
 NEWSREC_ENCODER_DEFAULTS = dict(n_layers=1, use_ffn=False, d_ff=256, residual=False, norm="none",
@@ -68,7 +69,7 @@ class HFNewsEncoder(nn.Module):
                                     f"(config.json + weights); point it at one ({type(e).__name__})") from e
         hidden = int(self.lm.config.hidden_size)
         self.pool = AttentionPooling(hidden)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.proj = nn.Linear(hidden, d_model) if hidden != d_model else nn.Identity()
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastformer.models.encoder import Encoder, FeedForward
+from fastformer.ops import Dropout
 
 State = dict[str, Any]
 
@@ -37,7 +38,7 @@ class DecoderLayer(nn.Module):
         self.cross_out = nn.Linear(d_model, d_model)
         self.ffn = FeedForward(d_model, d_ff, dropout)
         self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(d_model) for _ in range(3))
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, D) -> (B, h, T, dh)
         return x.view(x.shape[0], x.shape[1], self.h, self.dh).transpose(1, 2)
@@ -96,7 +97,7 @@ class Seq2Seq(nn.Module):
         self.embed = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
         self.encoder = Encoder(d_model=d_model, n_heads=n_heads, dropout=dropout, **enc_kw)
         self.dec_pos = nn.Embedding(max_tgt_len, d_model)
-        self.dec_drop = nn.Dropout(dropout)
+        self.dec_drop = Dropout(dropout)
         self.layers = nn.ModuleList(DecoderLayer(d_model, n_heads, d_ff=dec_d_ff, dropout=dropout,
                                                  attn_dropout=attn_dropout) for _ in range(dec_layers))
         self.final_norm = nn.LayerNorm(d_model)

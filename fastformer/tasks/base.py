@@ -25,6 +25,7 @@ Optional::
                                        # the recall probes draw fresh sequences per epoch)
     data_info() -> dict                # what data was actually used, e.g. {"data_used": "aclImdb 8-class ..."}
     reference_metrics() -> dict        # non-neural references on the same split (metrics.json "baselines")
+    run_record() -> dict               # extra metrics.json fields after the test evaluation (per-item records)
     write_outputs(run_dir) -> None     # after the final test evaluation: inspectable outputs (test summaries)
     predict(model, run_dir) -> dict    # ``predict=true``: a prediction file (MIND leaderboard prediction.txt)
 
@@ -60,13 +61,17 @@ def to_device(batch: Any, device: torch.device | str) -> Any:
 
 
 def build_loader(task: Task, split: str, *, dataset: Dataset | None = None, sampler: Sampler | None = None,
-                 batch_size: int | None = None, pin_memory: bool = False) -> DataLoader:
+                 batch_size: int | None = None, pin_memory: bool = False,
+                 batch_sampler: Sampler | None = None) -> DataLoader:
     """The one DataLoader builder: ``split``'s dataset (or ``dataset``), the task's collate function, the task
     config's batch size (``batch_size`` for train, ``eval_batch_size`` otherwise; ``batch_size`` replaces it, e.g. a
     DDP rank's share) and ``num_workers``; evaluation splits keep their order (no shuffling), the training order
-    comes from ``sampler`` (the Trainer's seeded one)."""
+    comes from ``sampler`` (the Trainer's seeded one), or whole batches from ``batch_sampler`` (length-grouped)."""
     tc = task.cfg.task
     ds = dataset if dataset is not None else task.dataset(split)
+    if batch_sampler is not None:
+        return DataLoader(ds, batch_sampler=batch_sampler, collate_fn=task.collate(split),
+                          num_workers=int(tc.get("num_workers") or 0), pin_memory=pin_memory)
     bs = batch_size or (int(tc.batch_size) if split == "train" else int(tc.get("eval_batch_size") or tc.batch_size))
     return DataLoader(ds, batch_size=bs, sampler=sampler, shuffle=False, collate_fn=task.collate(split),
                       num_workers=int(tc.get("num_workers") or 0), pin_memory=pin_memory, drop_last=False)
@@ -119,6 +124,11 @@ class Task:
         return {}
 
     def reference_metrics(self) -> dict[str, float]:
+        return {}
+
+    def run_record(self) -> dict:
+        """Extra JSON-able fields for metrics.json, read after the final test evaluation (classification: the
+        per-item test correctness behind paired differences between rows)."""
         return {}
 
     def write_outputs(self, run_dir: str) -> None:

@@ -1,6 +1,7 @@
 """Text classification task (Amazon, IMDB, MIND topics, any jsonl/csv): accuracy and macro-F1 (paper Table 4)."""
 from __future__ import annotations
 
+import base64
 import logging
 
 import numpy as np
@@ -48,11 +49,14 @@ class ClassificationTask(Task):
         out = []
         for batch in self.batches(split, next(model.parameters()).device):
             pred = model(batch["input_ids"], batch["attention_mask"]).argmax(-1)
-            out.append((pred.cpu().numpy(), batch["labels"].cpu().numpy()))
+            index = batch["index"] if "index" in batch else torch.full_like(pred, -1)
+            out.append((pred.cpu().numpy(), batch["labels"].cpu().numpy(), index.cpu().numpy()))
         return out
 
     def eval_metrics(self, outputs: list, split: str) -> dict[str, float]:
         p, y = np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs])
+        if split == "test" and len(outputs[0]) > 2:  # per-item correctness for paired tests between rows
+            self.test_items = item_record(np.concatenate([o[2] for o in outputs]), p == y, len(self.ds.test))
         return {"acc": 100.0 * accuracy_score(y, p),
                 "macro_f1": 100.0 * f1_score(y, p, average="macro", labels=np.arange(self.ds.n_classes),
                                              zero_division=0),
@@ -85,3 +89,25 @@ class ClassificationTask(Task):
 
     def data_info(self) -> dict:
         return dict(self.ds.info)
+
+    def run_record(self) -> dict:
+        """metrics.json's ``test_items``: which test items the reported (best-epoch) model got right, in dataset
+        order (:func:`item_record`), for paired differences between rows (fastformer/results/stats.py)."""
+        items = getattr(self, "test_items", None)
+        return {"test_items": items} if items is not None else {}
+
+
+def item_record(index: np.ndarray, correct: np.ndarray, n: int) -> dict | None:
+    """Per-item correctness of a split in dataset order, packed: ``{"n": n, "correct": base64(packbits)}`` (5,000
+    items -> 836 characters); None when the records lack indices or do not cover the split exactly once."""
+    if (index < 0).any() or len(index) != n or len(np.unique(index)) != n:
+        return None
+    ordered = np.zeros(n, dtype=bool)
+    ordered[index] = correct
+    return {"n": int(n), "correct": base64.b64encode(np.packbits(ordered).tobytes()).decode("ascii")}
+
+
+def decode_items(record: dict) -> np.ndarray:
+    """The bool vector an :func:`item_record` packed."""
+    bits = np.unpackbits(np.frombuffer(base64.b64decode(record["correct"]), dtype=np.uint8))
+    return bits[: int(record["n"])].astype(bool)

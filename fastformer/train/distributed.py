@@ -98,11 +98,13 @@ class ShardSampler(Sampler[int]):
     """Evaluation shard of rank ``r`` of ``K``: items ``r, r + K, r + 2K, ...`` -- every item exactly once over the
     ranks, no padding (unlike ``DistributedSampler``), so gathered records give the 1-process metrics."""
 
-    def __init__(self, n: int, *, rank: int, world: int):
+    def __init__(self, n: int, *, rank: int, world: int, order: list[int] | None = None):
         self.n, self.rank, self.world = n, rank, world
+        self.order = order  # the split's evaluation order (e.g. longest first); None = 0 .. n-1
 
     def __iter__(self) -> Iterator[int]:
-        return iter(range(self.rank, self.n, self.world))
+        idx = range(self.rank, self.n, self.world)
+        return iter(idx if self.order is None else [self.order[i] for i in idx])
 
     def __len__(self) -> int:
         return len(range(self.rank, self.n, self.world))

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, RandomSampler
 
 from fastformer.mixers import implementation_report
+from fastformer.ops import cpu_dropout, set_cpu_dropout
 from fastformer.tasks.base import Task, build_loader, to_device
 from fastformer.train.distributed import (
     GlobalBatchSampler,
@@ -27,6 +28,7 @@ from fastformer.train.distributed import (
     barrier,
     setup_distributed,
 )
+from fastformer.train.sampling import LengthGroupedBatchSampler, global_batches, length_order, padded_fraction
 from fastformer.utils import (
     atomic_torch_save,
     atomic_write_json,
@@ -58,6 +60,10 @@ def run_row(cfg: DictConfig) -> dict[str, Any]:
             "seed": int(cfg.seed), "preset": cfg.get("preset_name")}
 
 
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
 class Trainer:
     """Runs ``task`` under ``cfg.trainer`` and writes ``metrics.json`` + checkpoints into ``run_dir``.
 
@@ -81,22 +87,44 @@ class Trainer:
         if prec not in ("fp32", "bf16", "fp16"):
             raise ValueError(f"trainer.precision={prec!r} is not one of ['auto', 'fp32', 'bf16', 'fp16']")
         self.precision = prec
+        set_cpu_dropout(str(self.tc.get("cpu_dropout", "torch")))  # fastformer/ops.py
+        if self.tc.get("threads"):  # parallel sweep jobs x threads <= cores (the cpu preset: 2 jobs x 1 thread)
+            torch.set_num_threads(int(self.tc.threads))
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(prec)
         if cfg.get("predict") and not task.can_predict():
             raise ValueError(f"predict=true: task {cfg.task.name!r} has no prediction-file writer; set predict=false")
         self._eval_loaders: dict[str, DataLoader] = {}
         self.shard_eval = self.ddp and task.shards_evaluation()
         self.eval_shards = self.world if self.shard_eval else 1  # recorded in metrics.json
+        self.pad_fraction: float | None = None  # padding share of the current epoch's batches (_train_loader)
 
     # ------------------------------------------------------------------------------------------------ helpers
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
 
+    def _lengths(self, dataset) -> Any:
+        """The items' lengths when the task batches by length (``task.group_by_length``) and the dataset has them."""
+        if not self.cfg.task.get("group_by_length", False):
+            return None
+        return getattr(dataset, "lengths", None)
+
     def _train_loader(self, epoch: int) -> DataLoader:
         """Epoch ``epoch``'s training loader: the order is drawn from ``seed * 1000 + epoch`` (resumable); under DDP
-        each rank takes its slice of every global batch of that same order (fastformer/train/distributed.py)."""
+        each rank takes its slice of every global batch of that same order (fastformer/train/distributed.py).
+        ``task.group_by_length``: length-grouped global batches (fastformer/train/sampling.py). Sets
+        ``self.pad_fraction``, the share of padding in the epoch's padded batches (None without lengths)."""
         dataset = self.task.train_dataset(epoch)  # the same set every epoch, or fresh data (probes)
         seed = int(self.cfg.seed) * 1000 + epoch
+        gb = int(self.cfg.task.batch_size)
+        lengths, self.pad_fraction = self._lengths(dataset), None
+        if lengths is not None:
+            bs = LengthGroupedBatchSampler(lengths, global_batch=gb, seed=seed, rank=self.rank, world=self.world,
+                                           pool=int(self.cfg.task.get("length_pool", 50)))
+            self.pad_fraction = bs.padded_fraction
+            return build_loader(self.task, "train", dataset=dataset, batch_sampler=bs,
+                                pin_memory=self.device.type == "cuda")
+        if getattr(dataset, "lengths", None) is not None:  # random batches: their padding, for comparison
+            self.pad_fraction = padded_fraction(global_batches(len(dataset), gb, seed=seed), dataset.lengths)
         if self.ddp:
             sampler = GlobalBatchSampler(len(dataset), global_batch=int(self.cfg.task.batch_size), rank=self.rank,
                                          world=self.world, generator_seed=seed)
@@ -108,9 +136,12 @@ class Trainer:
     def _eval_loader(self, split: str) -> DataLoader:
         """The loader of an evaluation split; under DDP (for a task that shards) this rank's shard of it."""
         if split not in self._eval_loaders:
-            sampler = None
+            ds = self.task.dataset(split)
+            lengths = self._lengths(ds)
+            order = length_order(lengths) if lengths is not None else None  # longest first: little padding
+            sampler = order
             if self.shard_eval:
-                sampler = ShardSampler(len(self.task.dataset(split)), rank=self.rank, world=self.world)
+                sampler = ShardSampler(len(ds), rank=self.rank, world=self.world, order=order)
             self._eval_loaders[split] = build_loader(self.task, split, sampler=sampler,
                                                      pin_memory=self.device.type == "cuda")
         return self._eval_loaders[split]
@@ -218,6 +249,7 @@ class Trainer:
                 state["best"], state["best_epoch"] = score, epoch + 1
                 self._save("best.pt", {"model": model.state_dict(), "epoch": epoch + 1})
             row = {"epoch": epoch + 1, "train_loss": loss_sum / max(n_batches, 1), "tokens_per_s": tokens / dt,
+                   **({"pad_fraction": self.pad_fraction} if self.pad_fraction is not None else {}),
                    **{f"val_{k}": v for k, v in val.items()}}
             state["history"].append(row)
             self.logger.log({"train/epoch": epoch + 1, "train/epoch_loss": row["train_loss"],
@@ -242,6 +274,7 @@ class Trainer:
         self.shard_eval = False  # prediction files (rank 0) cover the whole split
         self.logger.log({**{f"test/{k}": v for k, v in test.items()}}, None)
         metrics = self._metrics(val, test, state, n_params, time.perf_counter() - t_start)
+        metrics.update(self.task.run_record())
         metrics["mixer_impl"] = implementation_report(model)  # which mixer implementation ran (fused / eager, why)
         self.task.write_outputs(str(self.run_dir))
         if self.cfg.get("predict"):  # e.g. the MIND leaderboard prediction.txt, from the best epoch
@@ -261,6 +294,9 @@ class Trainer:
             "history": state["history"], "params": n_params,
             "train_tokens_per_s": state["train_tokens"] / max(state["train_time"], 1e-9),
             "train_tokens": state["train_tokens"],  # summed over DDP ranks, like the throughput
+            "group_by_length": bool(cfg.task.get("group_by_length", False)), "cpu_dropout": cpu_dropout(),
+            "threads": torch.get_num_threads(),
+            "train_pad_fraction": _mean([h["pad_fraction"] for h in state["history"] if "pad_fraction" in h]),
             "peak_mem_mb": peak, "peak_mem_kind": "cuda_max_allocated" if self.device.type == "cuda" else "cpu_max_rss",
             "device": device_name(self.device), "precision": self.precision, "torch": torch.__version__,
             "git_sha": git_sha(), "wall_s": wall, "train_s": state["train_time"], "data_info": self.task.data_info(),

@@ -1,0 +1,166 @@
+"""Training-step benchmark of the classifiers on real data: tokens/s before and after length-grouped batching, where
+the step's time goes, and its achieved FLOP rate as a ratio to a large GEMM measured in the same run.
+
+    python scripts/bench_train_step.py                      # IMDB (DATA_ROOT), the cpu preset's model, 2 threads
+    python scripts/bench_train_step.py --preset paper --mixers fastformer --steps 10
+    python scripts/bench_train_step.py --out results/train_step_cpu.md
+
+For each mixer and each variant (``before``: random batches and torch's dropout, as runs were trained until now;
+``grouped``: ``task.group_by_length=true``; ``grouped+fast_dropout``: also ``trainer.cpu_dropout=fast``) it
+builds the task exactly as ``scripts/train.py`` does (Hydra composition of ``experiment=<dataset>/<mixer>``), runs
+``--warmup`` untimed steps and then ``--steps`` timed steps of the same training loop (forward, backward, optimizer
+step), and reports: real (non-padding) training tokens/s, the padded fraction of the batches, milliseconds per step in
+collate / forward+backward / optimizer, the FLOPs of the step as executed (torch's FlopCounterMode: matmuls and
+attention; padding included) per second, and that rate over the GEMM rate (a 2048 x 2048 fp32 matmul timed beside it).
+Not a test: timings depend on the machine; the committed table says which machine and torch produced it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("PROJECT_ROOT", str(ROOT))
+sys.path.insert(0, str(ROOT))
+
+import hydra  # noqa: E402
+import torch  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from fastformer.ops import set_cpu_dropout  # noqa: E402
+from fastformer.tasks.base import build_loader  # noqa: E402
+from fastformer.train.sampling import LengthGroupedBatchSampler, global_batches, padded_fraction  # noqa: E402
+from fastformer.utils import count_params, git_sha, seed_everything  # noqa: E402
+
+
+def gemm_gflops(n: int = 2048, reps: int = 10) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
+
+
+def compose_cfg(dataset: str, mixer: str, preset: str, overrides: list[str]):
+    with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
+        return compose("train", overrides=[f"experiment={dataset}/{mixer}", f"preset={preset}", "logger=none",
+                                           *overrides])
+
+
+# what each row changes: (length-grouped batches, CPU dropout implementation)
+VARIANTS = {"before": (False, "torch"), "grouped": (True, "torch"), "grouped+fast_dropout": (True, "fast")}
+
+
+def bench_one(task, cfg, *, grouped: bool, dropout: str, steps: int, warmup: int) -> dict:
+    set_cpu_dropout(dropout)
+    seed_everything(1)
+    model = task.build_model()
+    opt = hydra.utils.instantiate(cfg.optimizer)(params=[p for p in model.parameters() if p.requires_grad])
+    ds = task.dataset("train")
+    gb = int(cfg.task.batch_size)
+    if grouped:
+        sampler = LengthGroupedBatchSampler(ds.lengths, global_batch=gb, seed=1000,
+                                            pool=int(cfg.task.get("length_pool", 50)))
+        batches, pad = list(sampler), sampler.padded_fraction
+    else:
+        batches = global_batches(len(ds), gb, seed=1000)
+        pad = padded_fraction(batches, ds.lengths)
+    loader = iter(build_loader(task, "train", dataset=ds, batch_sampler=batches[: warmup + steps]))
+    model.train()
+    t_collate = t_fb = t_opt = 0.0
+    tokens = slots = 0
+    flops = 0.0
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        batch = next(loader)
+        t1 = time.perf_counter()
+        if i == warmup:  # count the FLOPs of one measured step's forward + backward (then time it unobserved)
+            with FlopCounterMode(display=False) as fc:
+                loss, _ = task.training_step(model, batch)
+                loss.backward()
+            flops_per_slot = fc.get_total_flops() / batch["attention_mask"].numel()
+            opt.zero_grad(set_to_none=True)
+            t1 = time.perf_counter()
+        loss, n_tok = task.training_step(model, batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        t2 = time.perf_counter()
+        opt.step()
+        t3 = time.perf_counter()
+        if i >= warmup:
+            t_collate += t1 - t0
+            t_fb += t2 - t1
+            t_opt += t3 - t2
+            tokens += int(n_tok)
+            slots += batch["attention_mask"].numel()
+    total = t_collate + t_fb + t_opt
+    flops = flops_per_slot * slots
+    return {"tokens_per_s": tokens / total, "pad_measured": 1 - tokens / slots, "pad_epoch": pad,
+            "ms_collate": 1e3 * t_collate / steps, "ms_fwd_bwd": 1e3 * t_fb / steps, "ms_opt": 1e3 * t_opt / steps,
+            "gflops": flops / total / 1e9, "gflops_fb": flops / t_fb / 1e9, "params": count_params(model),
+            "embed_params": model.embed.weight.numel()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", default="imdb")
+    ap.add_argument("--preset", default="cpu")
+    ap.add_argument("--mixers", default="fastformer,transformer")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of {list(VARIANTS)}")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--override", action="append", default=[], help="extra Hydra override (repeatable)")
+    ap.add_argument("--out", default=None, help="write the markdown table here (default: print only)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    gemm = gemm_gflops()
+    rows = []
+    for mixer in args.mixers.split(","):
+        cfg = compose_cfg(args.dataset, mixer, args.preset, args.override)
+        task = hydra.utils.get_class(cfg.task._target_)(cfg)
+        task.setup()
+        for batching in args.variants.split(","):
+            grouped, dropout = VARIANTS[batching]
+            r = bench_one(task, cfg, grouped=grouped, dropout=dropout, steps=args.steps, warmup=args.warmup)
+            rows.append((mixer, batching, r))
+            print(f"{mixer:>12} {batching:>8}: {r['tokens_per_s']:8.0f} tok/s  pad {r['pad_measured']:.1%}  "
+                  f"collate/fwd+bwd/opt {r['ms_collate']:.0f}/{r['ms_fwd_bwd']:.0f}/{r['ms_opt']:.0f} ms  "
+                  f"{r['gflops']:.1f} GFLOP/s = {r['gflops'] / gemm:.0%} of GEMM", flush=True)
+    gemm_after = gemm_gflops()
+    m = cfg.model
+    lines = [f"# Training step on CPU: {args.dataset}, preset `{args.preset}`", "",
+             "Generated by `scripts/bench_train_step.py` "
+             f"(`{' '.join(sys.argv[1:]) or 'defaults'}`); never edited by hand.", "",
+             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} threads; "
+             f"torch {torch.__version__}, fp32; git {git_sha()}. Model: d_model {m.d_model}, {m.n_heads} heads, "
+             f"max_len {cfg.data.max_len}, vocab {len(task.ds.vocab)}, batch {cfg.task.batch_size}; {args.warmup} "
+             f"warm-up + {args.steps} timed steps of the epoch's first batches (same seed for every row).", "",
+             f"GEMM rate (2048² fp32 matmul, same process): {gemm:.1f} GFLOP/s before the runs, {gemm_after:.1f} "
+             "after. GFLOP/s = FLOPs of the step as executed (FlopCounterMode: matmul/attention FLOPs of forward + "
+             "backward, padding included) / step time; 'fwd+bwd' leaves out collate and the optimizer.", "",
+             "| mixer | step | tokens/s (real) | speed-up | padded | ms collate | ms fwd+bwd | ms optimizer | "
+             "GFLOP/s | % of GEMM | % of GEMM (fwd+bwd) | params (embedding) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    base = {mx: r["tokens_per_s"] for mx, b, r in rows if b == "before"}
+    for mixer, batching, r in rows:
+        sp = f"{r['tokens_per_s'] / base[mixer]:.2f}x" if mixer in base else "—"
+        lines.append(f"| {mixer} | {batching} | {r['tokens_per_s']:.0f} | {sp} | {r['pad_measured']:.1%} | "
+                     f"{r['ms_collate']:.0f} | {r['ms_fwd_bwd']:.0f} | {r['ms_opt']:.0f} | {r['gflops']:.1f} | "
+                     f"{r['gflops'] / gemm:.0%} | {r['gflops_fb'] / gemm:.0%} | "
+                     f"{r['params'] / 1e6:.2f}M ({r['embed_params'] / 1e6:.2f}M) |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()

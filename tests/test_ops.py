@@ -1,0 +1,58 @@
+"""fastformer/ops.py: the fast CPU dropout drops at rate p (unbiased in expectation), is seeded, passes gradients
+through the kept elements only, and is nn.Dropout itself in eval mode or with trainer.cpu_dropout=torch."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fastformer.ops import Dropout, cpu_dropout, fast_dropout, set_cpu_dropout
+
+
+@pytest.fixture(autouse=True)
+def _restore():
+    before = cpu_dropout()
+    yield
+    set_cpu_dropout(before)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.2, 0.5])
+def test_rate_and_scale(p):
+    torch.manual_seed(0)
+    y = fast_dropout(torch.ones(2_000_000), p)
+    dropped = (y == 0).float().mean().item()
+    assert abs(dropped - p) < 3e-3
+    assert y.mean().item() == pytest.approx(1.0, abs=5e-3)  # kept elements rescaled: unbiased
+    assert set(torch.unique(y).tolist()) <= {0.0, y.max().item()}
+
+
+def test_seeded_and_gradient_through_kept_elements():
+    x = torch.randn(64, 33, requires_grad=True)
+    torch.manual_seed(3)
+    a = fast_dropout(x, 0.3)
+    torch.manual_seed(3)
+    b = fast_dropout(x, 0.3)
+    assert torch.equal(a, b)
+    a.sum().backward()
+    keep = a.detach() != 0
+    assert torch.allclose(x.grad[keep], torch.full_like(x.grad[keep], 1 / (1 - round(0.3 * 32768) / 32768)))
+    assert torch.all(x.grad[~keep] == 0)
+
+
+def test_module_switch_and_eval_mode():
+    d = Dropout(0.2)
+    x = torch.randn(1000)
+    set_cpu_dropout("fast")
+    torch.manual_seed(1)
+    fast = d(x)
+    torch.manual_seed(1)
+    assert torch.equal(fast, fast_dropout(x, 0.2))
+    set_cpu_dropout("torch")
+    torch.manual_seed(1)
+    ours = d(x)
+    torch.manual_seed(1)
+    assert torch.equal(ours, torch.nn.functional.dropout(x, 0.2, training=True))
+    d.eval()
+    set_cpu_dropout("fast")
+    assert torch.equal(d(x), x)
+    with pytest.raises(ValueError, match="cpu_dropout"):
+        set_cpu_dropout("bernoulli")
