@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -143,3 +144,31 @@ def test_single_run_bad_input_is_one_line(tmp_path, bad):
     else:
         assert "unknown config key trainer.max_epoch" in errors[0] and "max_epochs" in errors[0], out
         assert "before any work" in errors[1]
+
+
+def test_reproduce_table_cpu_preset_tiny(fixture_root, tmp_path):
+    """`make reproduce-table PRESET=cpu` at tiny scale: the preset's waves (here one wave of the decisive IMDB rows, 2
+    seeds, 2 parallel 1-thread jobs as the preset runs them) train with length-grouped batches, record per-item test
+    correctness, and the cpu table names its preset and gives every row's difference from the Transformer with a 95%
+    interval and the per-dataset verdict."""
+    env_over = [f"data.root={fixture_root}", f"paths.cache_dir={tmp_path}/cache", "model.d_model=32",
+                "model.n_heads=4", "data.max_len=64", "trainer.max_epochs=1", "trainer.progress_bar=false",
+                "data.vocab_size=500"]
+    wave = ('stage_waves.cpu.table4=[{seeds: "1,2", experiments: [imdb/transformer, imdb/fastformer, '
+            'ablation/imdb/pooling_baseline]}]')
+    cmd = [sys.executable, str(ROOT / "scripts" / "reproduce.py"), "preset=cpu", "logger=none", wave,
+           f"runs_root={tmp_path}/logs/multiruns/cpu", f"results_dir={tmp_path}/results", "fetch_data=false",
+           "overrides=[" + ",".join(f"'{o}'" for o in env_over) + "]"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900,
+                         env={**os.environ, "DATA_ROOT": str(fixture_root)})
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    m = json.loads((tmp_path / "logs/multiruns/cpu/imdb/fastformer/seed2/metrics.json").read_text())
+    assert m["preset"] == "cpu" and m["group_by_length"] and m["cpu_dropout"] == "fast" and m["threads"] == 1
+    assert m["test_items"]["n"] == m["data_info"]["sizes"]["test"]
+    table = (tmp_path / "results" / "table4_classification_cpu.md").read_text()
+    assert table.startswith("# Table 4: text classification (preset: cpu)")
+    imdb = table.split("## IMDB")[1].split("## MIND")[0]
+    assert "Δ vs Transformer [95% CI]" in imdb and "| Fastformer | " in imdb
+    fast_row = next(line for line in imdb.splitlines() if line.startswith("| Fastformer | "))
+    assert re.search(r"[+-]\d+\.\d\d \[[+-]\d+\.\d\d, [+-]\d+\.\d\d\]", fast_row) and "| 2 |" in fast_row
+    assert "**IMDB:** resolved (95% interval excludes 0):" in table and "## What is resolved" in table
