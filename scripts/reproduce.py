@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from fastformer.data.catalog import stage_datasets  # noqa: E402
+from fastformer.data.catalog import stage_datasets, stage_sweeps  # noqa: E402
 from fastformer.results.common import load_runs  # noqa: E402
 
 # stage -> tables it feeds (scripts/make_tables.py names)
@@ -36,15 +36,19 @@ STAGE_TABLES = {"table4": ["table4"], "table5": ["table5"], "table6": ["table6"]
 
 
 def stage_commands(stage: str, cfg: DictConfig) -> list[list[str]]:
-    """The sweep command(s) of a stage: one, or one per wave of ``stage_waves`` (seeds x experiments, in order)."""
+    """The sweep commands of a stage, in order: one per sweep file of the stage (``stage_sweeps``), or one per wave of
+    ``stage_waves`` (seeds x experiments of the stage's sweep file) where the preset defines waves."""
     per_stage = list((cfg.stage_overrides.get(cfg.preset) or {}).get(stage, []))
-    base = [sys.executable, str(ROOT / "scripts" / "train.py"), "-m", f"+sweep={stage}", f"preset={cfg.preset}"]
     tail = [f"logger={cfg.logger}", f"hydra.sweep.dir={cfg.runs_root}", *per_stage, *cfg.overrides]
+
+    def base(sweep: str) -> list[str]:
+        return [sys.executable, str(ROOT / "scripts" / "train.py"), "-m", f"+sweep={sweep}", f"preset={cfg.preset}"]
     waves = ((cfg.get("stage_waves") or {}).get(cfg.preset) or {}).get(stage)
     if waves:
-        return [[*base, f"seed={w.seeds}", f"experiment={','.join(w.experiments)}", *tail] for w in waves]
+        return [[*base(stage_sweeps(stage)[-1]), f"seed={w.seeds}", f"experiment={','.join(w.experiments)}", *tail]
+                for w in waves]
     seeds = (cfg.get("stage_seeds", {}).get(cfg.preset) or {}).get(stage, cfg.seeds[cfg.preset])
-    return [[*base, f"seed={seeds}", *tail]]
+    return [[*base(sweep), f"seed={seeds}", *tail] for sweep in stage_sweeps(stage)]
 
 
 def run_stage(stage: str, cfg: DictConfig) -> int:

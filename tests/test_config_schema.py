@@ -22,9 +22,10 @@ def _compose(overrides, config_dir: Path = ROOT / "configs"):
 
 
 @pytest.mark.parametrize("exp", ["imdb/fastformer", "mind_rec/fastformer_plm_nr", "cnndm/longformer",
-                                 "probe/fastformer_global_key_k", "ablation/amazon/sharing_qv"])
+                                 "probe/fastformer_global_key_k", "amazon/fastformer ablation=sharing_qv"])
 def test_paper_preset_validates(exp):
-    validate_config(_compose([f"experiment={exp}", "preset=paper"]))
+    exp, *more = exp.split()
+    validate_config(_compose([f"experiment={exp}", "preset=paper", *more]))
 
 
 @pytest.mark.parametrize("override,key", [

@@ -34,7 +34,9 @@ def test_default_config_composes():
 def test_experiment_composes_and_resolves(experiment, preset):
     cfg = compose_train([f"experiment={experiment}", f"preset={preset}"])
     OmegaConf.resolve(cfg)  # every interpolation resolves
-    assert cfg.experiment_name.split("/")[0] == experiment.split("/")[0]
+    parts, ds = str(cfg.experiment_name).split("/"), experiment.split("/")[0]
+    # <ds>/pooling_baseline keeps its committed run dirs' key ablation/<ds>/pooling_baseline
+    assert parts[0] == ds or parts[:2] == ["ablation", ds], cfg.experiment_name
     assert cfg.model.mixer.name in MIXERS, f"{experiment}: unknown mixer {cfg.model.mixer.name}"
 
 
@@ -52,6 +54,14 @@ def test_sweep_lists_existing_experiments(path):
     exps = [e.strip() for e in str(params.get("experiment", "")).split(",") if e.strip()]
     missing = [e for e in exps if e not in EXPERIMENTS]
     assert not missing, f"{path.name} names experiments without a file: {missing}"
+    ablations = [a.strip() for a in str(params.get("ablation", "")).split(",") if a.strip()]
+    assert all((CONFIGS / "ablation" / f"{a}.yaml").exists() for a in ablations), ablations
+
+
+def test_reproduce_waves_list_existing_experiments():
+    waves = yaml.safe_load((CONFIGS / "reproduce" / "reproduce.yaml").read_text())["stage_waves"]
+    exps = [e for stages in waves.values() for ws in stages.values() for w in ws for e in w["experiments"]]
+    assert exps and not [e for e in exps if e not in EXPERIMENTS]
 
 
 @pytest.mark.parametrize("launcher", ["local_parallel", "slurm"])

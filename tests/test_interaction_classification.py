@@ -20,7 +20,7 @@ TINY = ["logger=none", "trainer.progress_bar=false", "model.d_model=16", "model.
 def _train(compose_cfg, fixture_root, tmp_path, experiment: str) -> Path:
     cfg = compose_cfg([f"experiment={experiment}", f"data.root={fixture_root}", f"paths.cache_dir={tmp_path}/cache",
                        *TINY])
-    run_dir = tmp_path / "runs" / experiment / "seed1"
+    run_dir = tmp_path / "runs" / cfg.experiment_name / "seed1"  # the run-dir key, as the sweeps lay it out
     run_dir.mkdir(parents=True)
     (run_dir / ".hydra").mkdir()
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")  # what Hydra writes into every job dir
@@ -37,7 +37,7 @@ def test_interaction_of_classification_runs_and_the_imdb_section(compose_cfg, fi
     assert probes.IMDB_COMMAND in section and "make_tables.py --tables probes" in section
 
     ff = _train(compose_cfg, fixture_root, tmp_path, "imdb/fastformer")
-    _train(compose_cfg, fixture_root, tmp_path, "ablation/imdb/pooling_baseline")
+    _train(compose_cfg, fixture_root, tmp_path, "imdb/pooling_baseline")
     nockpt = tmp_path / "runs" / "imdb" / "transformer" / "seed1"  # finished elsewhere: metrics only
     nockpt.mkdir(parents=True)
     rec = json.loads((ff / "metrics.json").read_text())

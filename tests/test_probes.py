@@ -233,9 +233,9 @@ def test_every_probe_experiment_composes_builds_and_trains_one_step(row):
 
 
 def test_ablation_experiments_override_only_the_mixer():
-    full = _compose(["experiment=ablation/imdb/sharing_qv"])
+    full = _compose(["experiment=imdb/fastformer", "ablation=sharing_qv"])
     assert full.model.mixer.sharing == "qv" and full.experiment_name == "ablation/imdb/sharing_qv"
-    pb = _compose(["experiment=ablation/amazon/pooling_baseline"])
+    pb = _compose(["experiment=amazon/pooling_baseline"])
     assert pb.model.mixer.name == "pooling_baseline" and pb.data.name == "amazon"
 
 

@@ -11,6 +11,7 @@ import pytest
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 EXPERIMENTS = sorted(str(p.relative_to(CONFIGS / "experiment").with_suffix("")) for p in
                      (CONFIGS / "experiment").rglob("*.yaml"))
+ABLATIONS = sorted(p.stem for p in (CONFIGS / "ablation").glob("*.yaml"))  # applied over <dataset>/fastformer
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +19,7 @@ def compose_experiment():
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(str(CONFIGS), version_base="1.3"):
-        yield lambda name: compose("train", overrides=[f"experiment={name}", "logger=none"])
+        yield lambda name, *more: compose("train", overrides=[f"experiment={name}", *more, "logger=none"])
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -34,7 +35,22 @@ def test_every_experiment_names_its_row(compose_experiment, name):
 
 
 def test_experiments_found():
-    assert len(EXPERIMENTS) > 90 and "ablation/imdb/global_key_from_k" in EXPERIMENTS
+    assert len(EXPERIMENTS) > 60 and "imdb/pooling_baseline" in EXPERIMENTS and "global_key_from_k" in ABLATIONS
+
+
+@pytest.mark.parametrize("dataset", ["amazon", "imdb", "mind_topics"])
+@pytest.mark.parametrize("ablation", ABLATIONS)
+def test_every_ablation_over_every_dataset_names_its_row(compose_experiment, dataset, ablation):
+    """``experiment=<dataset>/fastformer ablation=<name>``: the Fastformer experiment with one switch changed, in the
+    run dir ``ablation/<dataset>/<name>`` (the key of the committed run outcomes) and the row ``<name>``."""
+    from fastformer.config_schema import validate_config
+
+    cfg = compose_experiment(f"{dataset}/fastformer", f"ablation={ablation}")
+    base = compose_experiment(f"{dataset}/fastformer")
+    validate_config(cfg)
+    assert cfg.experiment_name == f"ablation/{dataset}/{ablation}" and cfg.variant == ablation
+    changed = {k for k in cfg.model.mixer if cfg.model.mixer[k] != base.model.mixer[k]}
+    assert len(changed) == 1 and cfg.data == base.data and cfg.trainer == base.trainer, changed
 
 
 # ------------------------------------------------------------------------------ builders read the recorded fields

@@ -155,7 +155,7 @@ def test_reproduce_table_cpu_preset_tiny(fixture_root, tmp_path):
                 "model.n_heads=4", "data.max_len=64", "trainer.max_epochs=1", "trainer.progress_bar=false",
                 "data.vocab_size=500"]
     wave = ('stage_waves.cpu.table4=[{seeds: "1,2", experiments: [imdb/transformer, imdb/fastformer, '
-            'ablation/imdb/pooling_baseline]}]')
+            'imdb/pooling_baseline]}]')
     cmd = [sys.executable, str(ROOT / "scripts" / "reproduce.py"), "preset=cpu", "logger=none", wave,
            f"runs_root={tmp_path}/logs/multiruns/cpu", f"results_dir={tmp_path}/results", "fetch_data=false",
            "overrides=[" + ",".join(f"'{o}'" for o in env_over) + "]"]

@@ -73,13 +73,23 @@ def _size(paths: Sequence[Path]) -> int:
     return total
 
 
+# stage -> the sweep files (configs/sweep/<name>.yaml) it runs, in order; a stage not listed runs <stage>.yaml
+STAGE_SWEEPS = {"ablations": ["ablations_reference", "ablations"]}
+
+
+def stage_sweeps(stage: str) -> list[str]:
+    return STAGE_SWEEPS.get(stage, [stage])
+
+
 def stage_datasets(stage: str) -> list[str]:
-    """Dataset keys a sweep stage (configs/sweep/<stage>.yaml) trains on, in first-use order."""
+    """Dataset keys a sweep stage (its configs/sweep/*.yaml files) trains on, in first-use order."""
     from omegaconf import OmegaConf
-    sweep = OmegaConf.load(PROJECT_ROOT / "configs" / "sweep" / f"{stage}.yaml")
-    exps = str(OmegaConf.select(sweep, "hydra.sweeper.params.experiment") or "")
+    exps = []
+    for name in stage_sweeps(stage):
+        sweep = OmegaConf.load(PROJECT_ROOT / "configs" / "sweep" / f"{name}.yaml")
+        exps += str(OmegaConf.select(sweep, "hydra.sweeper.params.experiment") or "").split(",")
     out: list[str] = []
-    for exp in (e.strip() for e in exps.split(",")):
+    for exp in (e.strip() for e in exps):
         parts = exp.split("/")
         head = parts[1] if parts[0] == "ablation" and len(parts) > 1 else parts[0]
         key = _PREFIX.get(head)

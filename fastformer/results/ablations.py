@@ -1,8 +1,9 @@
 """Ablations: paper Figures 3 (interaction) and 4 (parameter sharing) + the review's redundancy rows.
 
 Reads the classification runs of variant ``fastformer`` (the full model = product interaction, qv+layer sharing; the
-runs of ``<ds>/fastformer``), ``fastformer_official`` and the ablation variants below (``variant`` of
-configs/experiment/ablation/<ds>/<variant>.yaml), by their recorded dataset and variant. Writes
+runs of ``<ds>/fastformer``), ``fastformer_official``, ``pooling_baseline`` and the ablation variants below (``variant``
+of configs/ablation/<variant>.yaml, applied as ``experiment=<ds>/fastformer ablation=<variant>``), by their recorded
+dataset and variant. Writes
 ``results/ablations.{md,csv,png}``: ours (mean ± std over seeds) beside the paper's bars (PAPER.md §2.6); the
 redundancy table adds parameter counts and Δ vs the full model, paired by seed (mean of per-seed differences).
 
@@ -41,7 +42,7 @@ REDUNDANCY = [("full", "Fastformer (full, paper form)"), ("official", "Fastforme
 
 FULL = {"fastformer": "full", "fastformer_official": "official"}  # Table 4's runs these figures compare against
 VARIANTS = {k for rows in FIGURES.values() for k, _ in rows} | {k for k, _ in REDUNDANCY}
-ABLATIONS = VARIANTS - set(FULL.values())  # the variants of configs/experiment/ablation/<ds>/
+ABLATIONS = VARIANTS - set(FULL.values())  # configs/ablation/<variant>.yaml (+ the pooling_baseline experiments)
 MAJORITY_KEYS = ("test.majority_acc", "baselines.majority_acc")  # most frequent test class; train majority on test
 DEGENERATE_TOL = 0.5  # points: the tolerance when n = 1 (and the least one when the seed std is smaller)
 MARK = "†"

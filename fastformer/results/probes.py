@@ -255,7 +255,7 @@ def _interaction_section(runs: list[Run], out_dir: Path) -> list[str]:
 IMDB_MAX_TOKENS = 128  # real-text inputs of the IMDB interaction section: the first 128 tokens of each test review
 IMDB_N_SEQS = 8
 IMDB_COMMAND = ("DATA_ROOT=../shared/data python scripts/train.py -m experiment=imdb/fastformer,"
-                "imdb/fastformer_official,imdb/transformer,imdb/linear_transformer,ablation/imdb/pooling_baseline "
+                "imdb/fastformer_official,imdb/transformer,imdb/linear_transformer,imdb/pooling_baseline "
                 "preset=quick seed=1 skip_finished=true logger=none")
 
 
