@@ -62,6 +62,9 @@ class FastformerConfig(PretrainedConfig):
         mixer = dict(model_cfg["mixer"])
         name = mixer.pop("name")
         enc = dict(model_cfg.get("encoder") or {})
+        unknown = sorted(set(enc) - {"n_layers", "d_ff", "norm_eps", *ENCODER_SWITCHES})
+        if unknown:
+            raise ValueError(f"model.encoder option(s) {unknown} have no FastformerConfig field")
         return cls(vocab_size=vocab_size, hidden_size=int(model_cfg["d_model"]),
                    num_attention_heads=int(model_cfg["n_heads"]), num_hidden_layers=int(enc.pop("n_layers", 2)),
                    intermediate_size=int(enc.pop("d_ff", 256)), max_position_embeddings=max_len,
