@@ -14,8 +14,9 @@ for character. Pipeline::
     truncation     model_max_length = the run's data.max_len (the dataset truncates the same way: the first max_len)
 
 ``wordpunct`` (``\\w+|[^\\w\\s]+``) is rewritten the same way. ``treebank`` (NLTK's sequence of substitutions) has no
-exact ``tokenizers`` form: exporting a run that used it raises. One difference remains by design: an empty text gives
-no token here, while the repo's collate turns it into one ``<unk>``.
+exact ``tokenizers`` form: exporting a run that used it raises. Two differences remain: an empty text gives no token
+here, while the repo's collate turns it into one ``<unk>``; and the final-sigma rule looks back over at most 3
+case-ignorable characters (:func:`final_sigma_pattern`), where Python's looks back over any number.
 """
 from __future__ import annotations
 
