@@ -61,7 +61,7 @@ else
 	$(PY) -m pip install --quiet "$(TORCH_REQ)" 2>/dev/null || \
 		$(PY) -m pip install --quiet "$(TORCH_REQ)" $(TORCH_FALLBACK)
 endif
-	$(PY) -m pip install --quiet -e '.[dev]' $(if $(LOCK),-c $(LOCK)) "$(TORCH_REQ)"
+	$(PY) -m pip install --quiet -e '.[train,dev]' $(if $(LOCK),-c $(LOCK)) "$(TORCH_REQ)"
 	@rm -f $(VENV)/.installed $(VENV)/.installed-*
 	@touch $@
 

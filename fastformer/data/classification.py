@@ -254,7 +254,9 @@ def _pack(token_ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     return flat, offsets
 
 
-def _build(o: DataOptions, sources: list[Path], cache_dir: Path) -> tuple[dict, list[str], list[str], dict]:
+def _rows_and_splits(o: DataOptions, sources: list[Path], cache_dir: Path):
+    """Rows, kept row indices, their label ids, label names, the (capped) split -> positions in ``keep``, how it was
+    split, the info fields of :func:`read_rows` and the skipped-row counts: everything before tokenisation."""
     rows, fixed_names, used = read_rows(o, sources, cache_dir)
     keep, y, names = _map_labels(rows, fixed_names)
     skipped = {k: v for k, v in sorted(rows.skipped.items()) if v}
@@ -271,6 +273,23 @@ def _build(o: DataOptions, sources: list[Path], cache_dir: Path) -> tuple[dict, 
     splits = {k: v if caps[k] is None else v[: caps[k]] for k, v in splits.items()}
     check_splits(o, sources, len(keep), {k: [y[i] for i in idx] for k, idx in splits.items()}, names,
                  used.get("label_field"), skipped)
+    return rows, keep, y, names, splits, how, used, skipped
+
+
+def split_texts(cfg: Any, split: str = "test") -> tuple[list[str], list[int]]:
+    """The raw texts and label ids of ``split``, in dataset order (``ds.<split>[i]`` encodes ``texts[i]``): what a
+    tokenizer exported with a run (scripts/export_hf.py) is evaluated on."""
+    o = DataOptions.from_cfg(cfg)
+    sources = resolve_sources(o)
+    cache_dir = Path(o.cache_dir) if o.cache_dir else default_cache_dir(Path(o.root))
+    rows, keep, y, _, splits, *_ = _rows_and_splits(o, sources, cache_dir)
+    if split not in splits:
+        raise KeyError(f"no split {split!r}; splits: {sorted(splits)}")
+    return [rows.texts[keep[i]] for i in splits[split]], [y[i] for i in splits[split]]
+
+
+def _build(o: DataOptions, sources: list[Path], cache_dir: Path) -> tuple[dict, list[str], list[str], dict]:
+    rows, keep, y, names, splits, how, used, skipped = _rows_and_splits(o, sources, cache_dir)
     tok = get_tokenizer(o.tokenizer, lower=o.lowercase)
     order = [(k, i) for k, idx in splits.items() for i in idx]
     flat_tokens = iter(tokenize_all([rows.texts[keep[i]] for _, i in order], tok, workers=o.num_workers))
