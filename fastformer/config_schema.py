@@ -43,6 +43,7 @@ class TrainerSchema:
     stop_after_epochs: int | None = None
     cpu_dropout: str = "fast"
     threads: int | None = None
+    stop_at: float | None = None  # stop when the validation monitor reaches it (not in default.yaml: old runs' hashes)
 
 
 @dataclass
