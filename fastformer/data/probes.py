@@ -219,7 +219,8 @@ class Probe:
 
 
 BLOCK, BLOCK_TAG = 1024, 7919  # items per vectorised block; a constant that keeps block seeds apart from item seeds
-BLOCK_FNS: dict[str, Callable] = {"mqar": mqar_block, "mqar_zoology": mqar_zoology_block}  # probes generated in blocks (see the module docstring)
+# probes generated in blocks (see the module docstring)
+BLOCK_FNS: dict[str, Callable] = {"mqar": mqar_block, "mqar_zoology": mqar_zoology_block}
 
 PROBES: dict[str, Probe] = {
     "mqar": Probe(mqar, lambda vocab=256, **_: ProbeInfo(vocab, vocab, "token")),

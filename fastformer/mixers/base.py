@@ -116,7 +116,7 @@ def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None, dim: int = -
 
 
 def prefix_softmax_pool(scores: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None = None,
-                        state: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None, *, chunk: int = 64
+                        state: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None, *, chunk: int = 16
                         ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Causal softmax pooling: ``out_i = sum_{j <= i, real} softmax_j(scores_j) values_j`` for every position ``i``.
 
@@ -142,19 +142,20 @@ def prefix_softmax_pool(scores: torch.Tensor, values: torch.Tensor, mask: torch.
         num0, den0 = v.new_zeros(B, h, v.shape[-1]), s.new_zeros(B, h)
     else:
         m0, num0, den0 = state
+    s, v = s.transpose(1, 2), v.transpose(1, 2)  # (B, h, N), (B, h, N, d): heads batched for the matmuls
     outs = []
     for a in range(0, N, chunk):
-        sc, vc = s[:, a:a + chunk], v[:, a:a + chunk]  # (B, C, h), (B, C, h, d)
-        C = sc.shape[1]
-        M = torch.maximum(torch.cummax(sc, dim=1).values, m0[:, None]).detach()  # (B, C, h): reference per position
+        sc, vc = s[:, :, a:a + chunk], v[:, :, a:a + chunk]  # (B, h, C), (B, h, C, d)
+        C = sc.shape[-1]
+        M = torch.maximum(torch.cummax(sc, dim=-1).values, m0[..., None]).detach()  # (B, h, C): reference per i
         later = ~torch.ones(C, C, dtype=torch.bool, device=s.device).tril()  # (C_i, C_j): j > i
-        w = torch.exp((sc[:, None] - M[:, :, None]).masked_fill(later[None, :, :, None], float("-inf")))  # (B,C,C,h)
-        carry = torch.exp(m0[:, None] - M)  # (B, C, h) <= 1: rescales the earlier chunks' sums
-        num = carry[..., None] * num0[:, None] + torch.einsum("bijh,bjhd->bihd", w, vc)  # (B, C, h, d)
-        den = carry * den0[:, None] + w.sum(2)  # (B, C, h) >= 1
+        w = torch.exp((sc[:, :, None, :] - M[..., None]).masked_fill(later, float("-inf")))  # (B, h, C_i, C_j)
+        carry = torch.exp(m0[..., None] - M)  # (B, h, C) <= 1: rescales the earlier chunks' sums
+        num = carry[..., None] * num0[:, :, None] + w @ vc  # (B, h, C, d)
+        den = carry * den0[..., None] + w.sum(-1)  # (B, h, C) >= 1
         outs.append(num / den[..., None])
-        m0, num0, den0 = M[:, -1], num[:, -1], den[:, -1]
-    out = torch.cat(outs, dim=1) if outs else v.new_zeros(v.shape)
+        m0, num0, den0 = M[..., -1], num[:, :, -1], den[..., -1]
+    out = torch.cat(outs, dim=2).transpose(1, 2) if outs else values.new_zeros(values.shape, dtype=dt)
     return out.to(values.dtype), (m0, num0, den0)
 
 
