@@ -43,6 +43,7 @@ class TrainerSchema:
     stop_after_epochs: int | None = None
     cpu_dropout: str = "fast"
     threads: int | None = None
+    stop_at: float | None = None  # stop when the validation monitor reaches it (not in default.yaml: old runs' hashes)
 
 
 @dataclass
@@ -123,6 +124,7 @@ class Seq2SeqModelSchema(ModelSchema):
     dec_d_ff: int = 1024
     attn_dropout: float = 0.0
     tie_embeddings: bool = True
+    decoder_mixer: dict[str, Any] = field(default_factory=dict)  # {} = softmax; else {name: <causal mixer>, ...}
 
 
 def _loader_keys(options_cls, name: str):
@@ -259,6 +261,15 @@ def validate_config(cfg: DictConfig) -> None:
     if name not in MIXERS:
         raise ConfigError(f"model.mixer.name={name!r} is not a registered mixer; registered: {sorted(MIXERS)}")
     _unknown("model.mixer", mixer, mixer_kwargs(name))
+    dec = dict(c["model"].get("decoder_mixer") or {})
+    if dec:
+        from fastformer.mixers import causal_mixers
+
+        dname = dec.pop("name", None)
+        if dname not in causal_mixers():
+            raise ConfigError(f"model.decoder_mixer.name={dname!r} is not a mixer with a causal form; "
+                              f"mixers with one: {causal_mixers()}")
+        _unknown("model.decoder_mixer", dec, set(mixer_kwargs(dname)) - {"causal"} | {"name"})
     enc_valid = set(_signature_args(Encoder.__init__)) - _ENCODER_FROM_TASK
     _unknown("model.encoder", c["model"].get("encoder") or {}, enc_valid)
     opt = c.get("optimizer") or {}

@@ -32,7 +32,8 @@ from fastformer.results.common import load_runs  # noqa: E402
 
 # stage -> tables it feeds (scripts/make_tables.py names)
 STAGE_TABLES = {"table4": ["table4"], "table5": ["table5"], "table6": ["table6"], "ablations": ["ablations", "table4"],
-                "probes": ["probes"], "probes_recall": ["probes"]}
+                "probes": ["probes"], "probes_recall": ["probes"], "probes_causal": ["probes"],
+                "probes_length": ["probes"]}
 
 
 def stage_commands(stage: str, cfg: DictConfig) -> list[list[str]]:

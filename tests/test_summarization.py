@@ -203,14 +203,21 @@ def test_trigram_blocking():
             assert len(grams) == len(set(grams))
 
 
-def tiny_seq2seq(mixer: str = "transformer", **kw) -> Seq2Seq:
+def tiny_seq2seq(mixer: str = "transformer", decoder_mixer: dict | None = None, **kw) -> Seq2Seq:
     torch.manual_seed(0)
     return Seq2Seq(vocab_size=50, d_model=32, n_heads=4, dec_layers=2, dec_d_ff=64, dropout=0.0, max_tgt_len=16,
-                   encoder=dict(mixer=mixer, n_layers=1, d_ff=64, max_len=32, **kw))
+                   encoder=dict(mixer=mixer, n_layers=1, d_ff=64, max_len=32, **kw), decoder_mixer=decoder_mixer)
 
 
-def test_incremental_equals_full_decoding():
-    model = tiny_seq2seq().eval()
+# decoder self-attention: softmax (None) or a causal mixer (fastformer/models/seq2seq.py ``decoder_mixer``)
+DECODERS = [None, {"name": "fastformer"}, {"name": "fastformer", "variant": "official", "sharing": "qv"},
+            {"name": "linear_transformer"}, {"name": "pooling_baseline"}, {"name": "transformer"}]
+DEC_IDS = ["softmax"] + ["-".join(str(v) for v in d.values()) for d in DECODERS[1:]]
+
+
+@pytest.mark.parametrize("decoder", DECODERS, ids=DEC_IDS)
+def test_incremental_equals_full_decoding(decoder):
+    model = tiny_seq2seq(decoder_mixer=decoder).eval()
     src = torch.randint(4, 50, (3, 20))
     mask = torch.arange(20)[None] < torch.tensor([[20], [13], [7]])
     tgt = torch.randint(4, 50, (3, 9))
@@ -253,8 +260,9 @@ class FullRecompute(torch.nn.Module):
         return {k: v.index_select(0, index) for k, v in state.items()}
 
 
-def test_beam_search_cached_matches_recompute():
-    model = tiny_seq2seq().eval()
+@pytest.mark.parametrize("decoder", DECODERS, ids=DEC_IDS)
+def test_beam_search_cached_matches_recompute(decoder):
+    model = tiny_seq2seq("fastformer", decoder_mixer=decoder).eval()
     src = torch.randint(4, 50, (2, 12))
     mask = torch.ones_like(src, dtype=torch.bool)
     kw = dict(bos=BOS, eos=EOS, pad=PAD, beam=3, max_len=10, min_len=2, length_penalty=1.0, no_repeat_ngram=3)
@@ -275,6 +283,14 @@ def test_training_step_per_mixer(mixer):
     assert torch.isfinite(loss) and model.embed.weight.grad is not None
     mixer_grads = [p.grad for p in model.encoder.layers[0].mixer.parameters() if p.requires_grad]
     assert any(g is not None and g.abs().sum() > 0 for g in mixer_grads) or not mixer_grads
+
+
+def test_fastformer_decoder_layers_share_one_mixer_and_refuse_non_causal():
+    model = tiny_seq2seq("fastformer", decoder_mixer={"name": "fastformer"})  # sharing qv+layer (the default)
+    assert model.layers[0].self_mixer is model.layers[1].self_mixer and model.layers[0].self_mixer.causal
+    assert not hasattr(model.layers[0], "self_qkv")
+    with pytest.raises(ValueError, match="not a mixer with a causal form"):
+        tiny_seq2seq(decoder_mixer={"name": "linformer"})
 
 
 def test_task_end_to_end_and_table6(tmp_path, monkeypatch, check_sharded_eval):

@@ -15,6 +15,16 @@ Probes (``PROBES``):
   by its (distinct) value, then ``n_queries`` of those keys again at random positions of the remaining ``BLANK`` tokens.
   Token level: at each query position the target is the paired value's id (``n_classes = vocab``). Keys are
   ``[2, 2 + (vocab-2)//2)``, values the rest. Needs a lookup of one token by another: a per-pair interaction.
+* ``mqar_zoology`` -- MQAR with Zoology's data distribution (Arora et al. 2023, section 3 / appendix; implemented from
+  the description, not from its code), for causal language models. Keys are ids ``[1, vocab/2)``, values
+  ``[vocab/2, vocab)``; the ``n_pairs`` key-value pairs (distinct keys, distinct values) fill positions
+  ``0 .. 2*n_pairs - 1`` as ``k v k v ...``. The rest holds ``(L - 2*n_pairs) // 2`` query slots, slot ``g`` at position
+  ``2*n_pairs + 2*g``: every key is queried once, at a slot drawn without replacement with probability proportional
+  to ``(g + 1) ** (power_a - 1)`` (a power law: with ``power_a = 0.01`` most queries sit close after the pairs, a few
+  far). The target at a query position is the queried key's value (the next token a causal LM must predict; the
+  value itself is never shown there); every other position holds a token drawn uniformly from ``[1, vocab)`` -- so
+  keys also recur as distractors, as in Zoology. Id 0 is never drawn (it is this module's padding; Zoology draws
+  from ``[0, vocab)``), so every position is real.
 * ``dup`` -- duplicate detection, sequence level, balanced binary labels. ``mode="any"``: ``L`` distinct symbols, and
   for label 1 one position is overwritten with the symbol of another (exactly one repeated pair): "is any token
   repeated?" -- needs all pairs compared. ``mode="query"``: position 0 holds a query symbol, positions 1..L-1 distinct
@@ -98,6 +108,44 @@ def mqar_block(rng: np.random.Generator, n: int, seq_len: int, *, n_pairs: int =
     return ids, target
 
 
+def mqar_zoology_block(rng: np.random.Generator, n: int, seq_len: int, *, n_pairs: int = 4, vocab: int = 8192,
+                       power_a: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` items of Zoology's MQAR (module docstring) -> ``ids (n, L)``, ``target (n, L)`` (IGNORE but at queries)."""
+    half = vocab // 2
+    slots = (seq_len - 2 * n_pairs) // 2
+    if n_pairs > half - 1 or n_pairs > vocab - half:
+        raise ValueError(f"mqar_zoology: n_pairs={n_pairs} needs vocab >= {2 * n_pairs + 2} (got vocab={vocab})")
+    if slots < n_pairs:
+        raise ValueError(f"mqar_zoology: seq_len={seq_len} leaves {slots} query slots for n_pairs={n_pairs}; "
+                         f"needs seq_len >= 4 * n_pairs")
+    if not 0 < power_a <= 1:
+        raise ValueError(f"mqar_zoology: power_a={power_a} must be in (0, 1]")
+
+    def pick(n_from: int, k: int) -> np.ndarray:  # (n, k): k distinct draws from range(n_from) per row
+        return np.argsort(rng.random((n, n_from)), axis=1)[:, :k]
+
+    keys = 1 + pick(half - 1, n_pairs)  # (n, P) in [1, vocab/2)
+    values = half + pick(vocab - half, n_pairs)  # (n, P) in [vocab/2, vocab)
+    ids = 1 + rng.integers(vocab - 1, size=(n, seq_len))  # filler: uniform over [1, vocab)
+    ids[:, 0:2 * n_pairs:2], ids[:, 1:2 * n_pairs:2] = keys, values
+    # P distinct slots per row with probability ~ (g+1)^(a-1), without replacement: the Gumbel top-k trick (the k
+    # largest of log p_g + Gumbel noise are a draw of k items without replacement, in draw order)
+    logp = (power_a - 1.0) * np.log(np.arange(1, slots + 1))  # (S,) unnormalised
+    gumbel = -np.log(-np.log(rng.random((n, slots))))
+    gaps = np.argsort(-(logp[None] + gumbel), axis=1)[:, :n_pairs]  # (n, P): slot of key i's query
+    rows = np.arange(n)[:, None]
+    pos = 2 * n_pairs + 2 * gaps
+    ids[rows, pos] = keys
+    target = np.full((n, seq_len), IGNORE, dtype=np.int64)
+    target[rows, pos] = values
+    return ids.astype(np.int64), target
+
+
+def _mqar_zoology_item(rng: np.random.Generator, seq_len: int, **params) -> tuple[np.ndarray, np.ndarray]:
+    ids, target = mqar_zoology_block(rng, 1, seq_len, **params)
+    return ids[0], target[0]
+
+
 def dup(rng: np.random.Generator, seq_len: int, *, vocab: int = 1024, mode: str = "any") -> tuple[np.ndarray, int]:
     if mode not in ("any", "query"):
         raise ValueError(f"dup: mode={mode!r} is not one of ['any', 'query']")
@@ -171,10 +219,12 @@ class Probe:
 
 
 BLOCK, BLOCK_TAG = 1024, 7919  # items per vectorised block; a constant that keeps block seeds apart from item seeds
-BLOCK_FNS: dict[str, Callable] = {"mqar": mqar_block}  # probes generated in blocks (see the module docstring)
+# probes generated in blocks (see the module docstring)
+BLOCK_FNS: dict[str, Callable] = {"mqar": mqar_block, "mqar_zoology": mqar_zoology_block}
 
 PROBES: dict[str, Probe] = {
     "mqar": Probe(mqar, lambda vocab=256, **_: ProbeInfo(vocab, vocab, "token")),
+    "mqar_zoology": Probe(_mqar_zoology_item, lambda vocab=8192, **_: ProbeInfo(vocab, vocab, "token")),
     "dup": Probe(dup, lambda vocab=1024, **_: ProbeInfo(vocab, 2, "sequence")),
     "majority": Probe(majority, lambda n_symbols=8, **_: ProbeInfo(n_symbols + 1, n_symbols, "sequence")),
     "listops": Probe(listops, lambda **_: ProbeInfo(_CLOSE + 1, 10, "sequence")),

@@ -24,6 +24,8 @@ def unsupported_options(m) -> list[str]:
         bad.append(f"sharing={m.sharing!r}")
     if m.dropout.p > 0:
         bad.append(f"dropout={m.dropout.p}")
+    if getattr(m, "causal", False):
+        bad.append("causal=True")
     return bad
 
 

@@ -13,6 +13,15 @@ from fastformer.mixers import (  # noqa: F401,E402  (each import registers one m
     poolingformer,
     transformer,
 )
-from fastformer.mixers.base import MIXERS, TokenMixer, build_mixer, implementation_report, mixer_kwargs, register_mixer
+from fastformer.mixers.base import (  # noqa: E402
+    MIXERS,
+    TokenMixer,
+    build_mixer,
+    causal_mixers,
+    implementation_report,
+    mixer_kwargs,
+    register_mixer,
+)
 
-__all__ = ["MIXERS", "TokenMixer", "build_mixer", "implementation_report", "mixer_kwargs", "register_mixer"]
+__all__ = ["MIXERS", "TokenMixer", "build_mixer", "causal_mixers", "implementation_report", "mixer_kwargs",
+           "register_mixer"]

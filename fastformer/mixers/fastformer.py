@@ -17,6 +17,15 @@ Options exist for the paper's ablations (``interaction`` Fig. 3, ``sharing`` Fig
 concatenated vector), value = query, output ``transform(u) + q`` -- so its state dict loads with ``strict=True``.
 It avoids the official code's ``repeat`` copies, and padded positions are masked with a finite minimum + max-subtracted
 softmax instead of the ``-10000`` additive mask (identical up to exp(-10000) = 0).
+
+``causal=True`` (both variants, every option): position ``i`` pools only positions ``j <= i``. The global query
+becomes a prefix sum ``q*_i = sum_{j <= i} softmax_j(w_q . q_j) q_j``; token ``j``'s key meets the global query of its
+own prefix, ``p_j = q*_j (.) k_j``, and the global key is again a prefix sum ``k*_i = sum_{j <= i} softmax_j(w_k . p_j)
+p_j``; ``out_i = W_r (k*_i (.) v_i) + q_i``. Both pools are ``prefix_softmax_pool`` (running max, O(N d)), and
+``step`` carries the two pools' states: the layer is an RNN with a (max, sum, normaliser) state per head and pool.
+(Letting every p_j meet the *latest* q*_i instead would make w_k . (q*_i (.) k_j) a query-dependent score per pair
+(i, j): softmax attention with query w_k (.) q*_i, O(N^2) -- not the paper's linear-time layer.) The causal form runs
+eager (the fused kernels are bidirectional).
 """
 from __future__ import annotations
 
@@ -25,7 +34,7 @@ import math
 import torch
 from torch import nn
 
-from fastformer.mixers.base import TokenMixer, masked_softmax, register_mixer
+from fastformer.mixers.base import TokenMixer, masked_softmax, prefix_softmax_pool as pool, register_mixer
 from fastformer.ops import Dropout
 
 SHARING = ("none", "qv", "qv+head", "qv+layer")
@@ -72,8 +81,9 @@ class Fastformer(TokenMixer):
     def __init__(self, d_model: int, n_heads: int, *, variant: str = "paper", sharing: str = "qv+layer",
                  interaction: str = "product", output_transform: bool = True, global_key_from: str = "p",
                  key_branch: bool = True, pooling: str = "additive", query_residual: bool = True,
-                 dropout: float = 0.0, impl: str = "auto", max_len: int | None = None):
+                 dropout: float = 0.0, impl: str = "auto", max_len: int | None = None, causal: bool = False):
         super().__init__(d_model, n_heads)
+        self.causal = bool(causal)
         _check("variant", variant, ("paper", "official"))
         _check("sharing", sharing, SHARING)
         _check("interaction", interaction, INTERACTIONS)
@@ -132,7 +142,8 @@ class Fastformer(TokenMixer):
 
     def _interact(self, g: torch.Tensor, x: torch.Tensor, mix: nn.Module | None) -> torch.Tensor:
         """global g: (B, h, dh) with tokens x: (B, N, h, dh) -> (B, N, h, dh)."""
-        g = g[:, None]  # (B, 1, h, dh)
+        if g.dim() == 3:
+            g = g[:, None]  # (B, 1, h, dh); causal: already (B, N, h, dh), one global vector per prefix
         if self.interaction == "product":
             return g * x
         if self.interaction == "add":
@@ -152,7 +163,52 @@ class Fastformer(TokenMixer):
         k_glob = torch.einsum("bnh,bnhd->bhd", beta, p.view(B, N, h, dh)).reshape(B, 1, D)
         return self.transform(k_glob * q) + q
 
+    def _scores(self, x: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+        """Pooling scores (B, N, h) of x (B, N, h, dh): w . x_i / sqrt(dh), or zeros (mean pooling)."""
+        if self.pooling == "mean":
+            return x.new_zeros(x.shape[:3])
+        return (x * w).sum(-1) * self.scale
+
+    def _causal(self, x: torch.Tensor, mask: torch.Tensor | None,
+                state: dict | None) -> tuple[torch.Tensor, dict]:
+        """The causal form (module docstring): x (B, N, D) -> (B, N, D) and the pools' states after position N."""
+        B, N, D = x.shape
+        h, dh = self.n_heads, self.d_head
+        state = state or {}
+        if self.variant == "official":
+            q = self.query(x)  # (B, N, D)
+            k = self.key(x)
+            q_glob, sq = pool(self.query_att(q) * self.scale, q.view(B, N, h, dh), mask, state.get("q"))
+            p = k * q_glob.reshape(B, N, D)  # (B, N, D): each key meets its own prefix's global query
+            k_glob, sk = pool(self.key_att(p) * self.scale, p.view(B, N, h, dh), mask, state.get("k"))
+            return self.transform(k_glob.reshape(B, N, D) * q) + q, {"q": sq, "k": sk}
+        q = self.query(x).view(B, N, h, dh)
+        v = q if self.value is None else self.value(x).view(B, N, h, dh)
+        q_glob, sq = pool(self._scores(q, getattr(self, "w_q", None)), q, mask, state.get("q"))  # (B, N, h, dh)
+        q_glob = self.dropout(q_glob)
+        new = {"q": sq}
+        if self.key_branch:
+            k = self.key(x).view(B, N, h, dh)
+            p = self._interact(q_glob, k, getattr(self, "mix_qk", None))  # (B, N, h, dh)
+            src = p if self.global_key_from == "p" else k  # weights always from p (Eq. 6 / the "k" ablation)
+            k_glob, new["k"] = pool(self._scores(p, getattr(self, "w_k", None)), src, mask, state.get("k"))
+            g = self.dropout(k_glob)
+        else:
+            g = q_glob
+        u = self._interact(g, v, getattr(self, "mix_kv", None))  # (B, N, h, dh)
+        out = self.transform(u) if self.transform is not None else u
+        if self.query_residual:
+            out = out + q
+        return out.reshape(B, N, D), new
+
+    def step(self, x: torch.Tensor, state: dict | None = None) -> tuple[torch.Tensor, dict]:
+        if not self.causal:
+            return super().step(x, state)
+        return self._causal(x, None, state)
+
     def _forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        if self.causal:
+            return self._causal(x, mask, None)[0]
         if self.variant == "official":
             return self._forward_official(x, mask)
         B, N, D = x.shape

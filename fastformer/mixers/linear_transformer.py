@@ -1,4 +1,4 @@
-"""Linear Transformer (Katharopoulos et al. 2020, "Transformers are RNNs", arXiv 2006.16236), non-causal form.
+"""Linear Transformer (Katharopoulos et al. 2020, "Transformers are RNNs", arXiv 2006.16236).
 
 Per head, with feature map phi(x) = elu(x) + 1 (Eq. 7)::
 
@@ -6,6 +6,9 @@ Per head, with feature map phi(x) = elu(x) + 1 (Eq. 7)::
 
 The sums run over real keys only (padded keys get phi = 0). Cost O(N dh^2) per head instead of O(N^2 dh). The
 sums are accumulated in float32 even under bf16/fp16 autocast (float64 inputs stay float64).
+
+``causal=True`` (paper Eq. 8-12, the RNN form): the sums run over j <= i, ``S_i = S_{i-1} + phi(k_i) v_i^T``,
+``z_i = z_{i-1} + phi(k_i)``, as prefix sums (O(N dh^2) memory per head); ``step`` carries ``(S, z)``.
 """
 from __future__ import annotations
 
@@ -32,12 +35,14 @@ class LinearTransformer(TokenMixer):
 
     eps   added to the normaliser phi(q_i)^T sum_j phi(k_j) (the fast-transformers library default, 1e-6)
     bias  bias in the q/k/v/out projections
+    causal  sums over j <= i only (the paper's autoregressive form)
 
     There is no attention matrix, hence no attention dropout (the encoder applies dropout after the mixer).
     """
 
-    def __init__(self, d_model: int, n_heads: int, *, eps: float = 1e-6, bias: bool = True):
+    def __init__(self, d_model: int, n_heads: int, *, eps: float = 1e-6, bias: bool = True, causal: bool = False):
         super().__init__(d_model, n_heads)
+        self.causal = bool(causal)
         if eps <= 0:
             raise ValueError(f"linear_transformer eps={eps} must be > 0")
         self.eps = eps
@@ -45,6 +50,8 @@ class LinearTransformer(TokenMixer):
         self.out = nn.Linear(d_model, d_model, bias=bias)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.causal:
+            return self._causal(x, mask, None)[0]
         B, N, D = x.shape
         q, k, v = self.qkv(x).view(B, N, 3, self.n_heads, self.d_head).permute(2, 0, 3, 1, 4)  # 3 x (B, h, N, dh)
         dt = work_dtype(q)
@@ -57,3 +64,27 @@ class LinearTransformer(TokenMixer):
             num_den = fq @ kvz  # (B, h, N, dh + 1): [numerator | denominator]
             y = num_den[..., :-1] / (num_den[..., -1:] + self.eps)  # (B, h, N, dh)
         return self.out(y.transpose(1, 2).to(x.dtype).reshape(B, N, D))  # autocast (if on) re-casts
+
+    def _causal(self, x: torch.Tensor, mask: torch.Tensor | None,
+                state: dict | None) -> tuple[torch.Tensor, dict]:
+        B, N, D = x.shape
+        q, k, v = self.qkv(x).view(B, N, 3, self.n_heads, self.d_head).permute(2, 0, 3, 1, 4)  # 3 x (B, h, N, dh)
+        dt = work_dtype(q)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            fq, fk = elu_feature_map(q.to(dt)), elu_feature_map(k.to(dt))  # (B, h, N, dh)
+            if mask is not None:
+                fk = fk * mask[:, None, :, None].to(dt)
+            v1 = torch.cat([v.to(dt), torch.ones_like(v[..., :1], dtype=dt)], dim=-1)  # (B, h, N, dh + 1)
+            kvz = torch.cumsum(fk[..., :, None] * v1[..., None, :], dim=2)  # (B, h, N, dh, dh + 1): [S_i | z_i]
+            if state:
+                kvz = kvz + state["kvz"][:, :, None]
+            num_den = (fq[..., None, :] @ kvz).squeeze(-2)  # (B, h, N, dh + 1)
+            y = num_den[..., :-1] / (num_den[..., -1:] + self.eps)
+        last = kvz[:, :, -1] if N else state["kvz"]
+        return self.out(y.transpose(1, 2).to(x.dtype).reshape(B, N, D)), {"kvz": last}
+
+    def step(self, x: torch.Tensor, state: dict | None = None) -> tuple[torch.Tensor, dict]:
+        """Causal incremental step: state ``{"kvz"}`` (B, h, dh, dh + 1) = [sum phi(k) v^T | sum phi(k)]."""
+        if not self.causal:
+            return super().step(x, state)
+        return self._causal(x, None, state)

@@ -19,6 +19,9 @@ structure the review attributes to Fastformer. Differences from ``fastformer(key
 gate, the additive broadcast of ``g`` (a global-context term Fastformer lacks), and one full ``W_o`` instead of
 per-head output maps; like Fastformer's final model it shares one projection between pooling and values (no separate
 query). Padded positions get zero pooling weight, so real outputs never depend on them.
+
+``causal=True``: ``g`` becomes a prefix pool, ``g_i = sum_{j <= i} softmax_j(w . v_j) v_j`` (``prefix_softmax_pool``,
+running max, O(N d)), and token i is gated by ``g_i``; ``step`` carries the pool's state.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ import math
 import torch
 from torch import nn
 
-from fastformer.mixers.base import TokenMixer, masked_softmax, register_mixer
+from fastformer.mixers.base import TokenMixer, masked_softmax, prefix_softmax_pool, register_mixer
 from fastformer.ops import Dropout
 
 GATES = ("sigmoid", "product", "none")
@@ -40,11 +43,13 @@ class PoolingBaseline(TokenMixer):
     gate       "sigmoid" (default) | "product" | "none" -- how the pooled vector g modulates each token's value
     broadcast  add g to every token's value before the output map (default True)
     dropout    dropout on the pooled vector g
+    causal     token i pools positions j <= i only
     """
 
     def __init__(self, d_model: int, n_heads: int, *, gate: str = "sigmoid", broadcast: bool = True,
-                 dropout: float = 0.0, max_len: int | None = None):
+                 dropout: float = 0.0, max_len: int | None = None, causal: bool = False):
         super().__init__(d_model, n_heads)
+        self.causal = bool(causal)
         if gate not in GATES:
             raise ValueError(f"pooling_baseline option gate={gate!r} is not one of {list(GATES)}")
         if gate == "none" and not broadcast:
@@ -68,10 +73,28 @@ class PoolingBaseline(TokenMixer):
         a = masked_softmax(scores, None if mask is None else mask[:, :, None], dim=1)  # (B, N, h)
         return v, torch.einsum("bnh,bnhd->bhd", a, v)  # (B, h, dh)
 
+    def _causal(self, x: torch.Tensor, mask: torch.Tensor | None,
+                state: dict | None) -> tuple[torch.Tensor, dict]:
+        B, N, _ = x.shape
+        v = self.value(x).view(B, N, self.n_heads, self.d_head)  # (B, N, h, dh)
+        g, st = prefix_softmax_pool((v * self.w).sum(-1) * self.scale, v, mask, (state or {}).get("g"))
+        return self._mix(v, self.dropout(g)), {"g": st}
+
+    def step(self, x: torch.Tensor, state: dict | None = None) -> tuple[torch.Tensor, dict]:
+        if not self.causal:
+            return super().step(x, state)
+        return self._causal(x, None, state)
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        B, N, D = x.shape
+        if self.causal:
+            return self._causal(x, mask, None)[0]
         v, g = self.pooled(x, mask)
-        g = self.dropout(g)[:, None]  # (B, 1, h, dh), broadcast over tokens
+        return self._mix(v, self.dropout(g)[:, None])  # g: (B, 1, h, dh), broadcast over tokens
+
+    def _mix(self, v: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """values (B, N, h, dh) gated by / broadcast with the pooled g (B, 1 | N, h, dh) -> (B, N, D)."""
+        B, N, _, _ = v.shape
+        D = self.d_model
         if self.gate == "sigmoid":
             u = torch.sigmoid(g) * v
         elif self.gate == "product":

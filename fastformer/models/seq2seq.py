@@ -10,6 +10,13 @@ embeddings are scaled by sqrt(D); the decoder has learned absolute positions.
 Incremental decoding: ``init_state`` computes the cross-attention keys/values once; ``step`` feeds only the newest
 token(s) and appends self-attention keys/values to a per-layer cache, so generating T tokens costs O(T) decoder
 passes of length 1 instead of re-running the whole prefix. ``reorder_state`` permutes the cache for beam search.
+
+Decoder self-attention is selectable (``decoder_mixer``, configs: ``model.decoder_mixer``): absent / None = the
+softmax attention above; ``{"name": <mixer>, **options}`` = any mixer with a causal form (``causal_mixers()``, e.g.
+Fastformer), built with ``causal=True``. Its incremental state (``TokenMixer.step``; Fastformer: a running
+max / weighted sum / normaliser per head and pool, constant size) replaces the key/value cache, so beam search
+decodes with it exactly as with the full pass (tests/test_causal_decoder.py). A mixer that shares its parameters
+across layers (Fastformer ``sharing="qv+layer"``) is shared across the decoder layers too (each keeps its own state).
 """
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fastformer.mixers import TokenMixer, build_mixer, causal_mixers
 from fastformer.models.encoder import Encoder, FeedForward
 from fastformer.ops import Dropout
 
@@ -28,12 +36,15 @@ State = dict[str, Any]
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, d_model: int, n_heads: int, *, d_ff: int, dropout: float, attn_dropout: float):
+    def __init__(self, d_model: int, n_heads: int, *, d_ff: int, dropout: float, attn_dropout: float,
+                 self_mixer: TokenMixer | None = None):
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"decoder d_model={d_model} must be divisible by n_heads={n_heads}")
         self.h, self.dh, self.attn_dropout = n_heads, d_model // n_heads, attn_dropout
-        self.self_qkv, self.self_out = nn.Linear(d_model, 3 * d_model), nn.Linear(d_model, d_model)
+        self.self_mixer = self_mixer  # None: the softmax self-attention below (self_qkv / self_out)
+        if self_mixer is None:
+            self.self_qkv, self.self_out = nn.Linear(d_model, 3 * d_model), nn.Linear(d_model, d_model)
         self.cross_q, self.cross_kv = nn.Linear(d_model, d_model), nn.Linear(d_model, 2 * d_model)
         self.cross_out = nn.Linear(d_model, d_model)
         self.ffn = FeedForward(d_model, d_ff, dropout)
@@ -54,6 +65,12 @@ class DecoderLayer(nn.Module):
                 cache: dict[str, torch.Tensor] | None) -> torch.Tensor:
         """x: (B, t, D) new positions; cache: this layer's past self-attention k/v (updated in place) or None."""
         p = self.attn_dropout if self.training else 0.0
+        if self.self_mixer is not None:  # a causal mixer: full pass, or one step with this layer's state
+            if cache is None:
+                y = self.self_mixer(self.norm1(x), None)
+            else:
+                y, cache["state"] = self.self_mixer.step(self.norm1(x), cache.get("state"))
+            return self._cross_ffn(x + self.drop(y), cross_k, cross_v, mem_bias, p)
         q, k, v = (self._heads(z) for z in self.self_qkv(self.norm1(x)).chunk(3, dim=-1))  # 3 x (B, h, t, dh)
         past = 0
         if cache is not None:
@@ -69,6 +86,10 @@ class DecoderLayer(nn.Module):
             allowed = torch.arange(past + t, device=x.device)[None, :] <= q_pos[:, None]
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p)  # (B, h, t, dh)
         x = x + self.drop(self.self_out(self._merge(y)))
+        return self._cross_ffn(x, cross_k, cross_v, mem_bias, p)
+
+    def _cross_ffn(self, x: torch.Tensor, cross_k: torch.Tensor, cross_v: torch.Tensor,
+                   mem_bias: torch.Tensor | None, p: float) -> torch.Tensor:
         q = self._heads(self.cross_q(self.norm2(x)))  # (B, h, t, dh)
         y = F.scaled_dot_product_attention(q, cross_k, cross_v, attn_mask=mem_bias, dropout_p=p)  # (B, h, t, dh)
         x = x + self.drop(self.cross_out(self._merge(y)))
@@ -82,12 +103,13 @@ class Seq2Seq(nn.Module):
         encoder: keyword arguments of ``fastformer.models.Encoder`` (``mixer``, ``mixer_kwargs``, ``n_layers``,
             ``max_len`` = source length, ...); ``d_model``/``n_heads``/``dropout`` are taken from here.
         dec_layers, dec_d_ff: decoder depth and FFN width. ``max_tgt_len``: decoder positions.
+        decoder_mixer: None (softmax self-attention) or ``{"name": mixer, **options}``, a mixer with a causal form.
     """
 
     def __init__(self, *, vocab_size: int, d_model: int = 256, n_heads: int = 16,
                  encoder: Mapping[str, Any] | None = None, dec_layers: int = 4, dec_d_ff: int = 1024,
                  dropout: float = 0.2, attn_dropout: float = 0.0, max_tgt_len: int = 256, pad_id: int = 0,
-                 tie_embeddings: bool = True):
+                 tie_embeddings: bool = True, decoder_mixer: Mapping[str, Any] | None = None):
         super().__init__()
         enc_kw = dict(encoder or {})
         clash = sorted({"d_model", "n_heads", "dropout"} & set(enc_kw))
@@ -98,14 +120,32 @@ class Seq2Seq(nn.Module):
         self.encoder = Encoder(d_model=d_model, n_heads=n_heads, dropout=dropout, **enc_kw)
         self.dec_pos = nn.Embedding(max_tgt_len, d_model)
         self.dec_drop = Dropout(dropout)
+        mixers = self._decoder_mixers(decoder_mixer, d_model, n_heads, dec_layers)
         self.layers = nn.ModuleList(DecoderLayer(d_model, n_heads, d_ff=dec_d_ff, dropout=dropout,
-                                                 attn_dropout=attn_dropout) for _ in range(dec_layers))
+                                                 attn_dropout=attn_dropout, self_mixer=mx) for mx in mixers)
         self.final_norm = nn.LayerNorm(d_model)
         self.lm_head = None if tie_embeddings else nn.Linear(d_model, vocab_size, bias=False)
         nn.init.normal_(self.embed.weight, 0.0, d_model ** -0.5)  # unit variance after the sqrt(D) scale
         nn.init.normal_(self.dec_pos.weight, 0.0, 0.02)
         with torch.no_grad():
             self.embed.weight[pad_id].zero_()
+
+    @staticmethod
+    def _decoder_mixers(spec: Mapping[str, Any] | None, d_model: int, n_heads: int,
+                        n: int) -> list[TokenMixer | None]:
+        """One causal self-attention mixer per decoder layer (one shared instance if the mixer says so), or Nones."""
+        if not spec:
+            return [None] * n
+        kw = dict(spec)
+        name = kw.pop("name", None)
+        if name not in causal_mixers():
+            raise ValueError(f"decoder_mixer name={name!r} is not a mixer with a causal form; "
+                             f"choose one of {causal_mixers()}")
+        first = build_mixer(name, d_model=d_model, n_heads=n_heads, **{**kw, "causal": True})
+        if first.share_across_layers:
+            return [first] * n
+        return [first] + [build_mixer(name, d_model=d_model, n_heads=n_heads, **{**kw, "causal": True})
+                          for _ in range(n - 1)]
 
     def _tok(self, ids: torch.Tensor) -> torch.Tensor:
         return self.embed(ids) * math.sqrt(self.d_model)  # (B, T, D)
@@ -141,12 +181,18 @@ class Seq2Seq(nn.Module):
 
     @staticmethod
     def reorder_state(state: State, index: torch.Tensor) -> State:
-        """Select/permute rows (beam search): every cached tensor is indexed along its batch dimension."""
-        def sel(z: torch.Tensor) -> torch.Tensor:
-            return z.index_select(0, index)
-        return {"pos": state["pos"], "mem_bias": sel(state["mem_bias"]),
-                "cross": [(sel(k), sel(v)) for k, v in state["cross"]],
-                "cache": [{n: sel(z) for n, z in c.items()} for c in state["cache"]]}
+        """Select/permute rows (beam search): every cached tensor (in nested dicts / tuples / lists: a mixer's
+        state) is indexed along its batch dimension."""
+        def sel(z: Any) -> Any:
+            if torch.is_tensor(z):
+                return z.index_select(0, index)
+            if isinstance(z, dict):
+                return {n: sel(v) for n, v in z.items()}
+            if isinstance(z, (tuple, list)):
+                return type(z)(sel(v) for v in z)
+            return z
+        return {"pos": state["pos"], "mem_bias": sel(state["mem_bias"]), "cross": sel(state["cross"]),
+                "cache": sel(state["cache"])}
 
     def forward(self, src: torch.Tensor, src_mask: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         state = self.init_state(self.encode(src, src_mask), src_mask)

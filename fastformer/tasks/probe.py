@@ -3,7 +3,12 @@
 Model: token embedding + learned positions -> ``Encoder(mixer)`` -> a head chosen by the probe's level:
 
 * ``level="sequence"`` (dup, majority, listops): attention pooling + linear, the classification head of Table 4;
-* ``level="token"`` (mqar): one linear layer per position; loss and accuracy only where a target is set.
+* ``level="token"`` (mqar): one linear layer per position; loss and accuracy only where a target is set. Training
+  and evaluation compute the head only at those positions (``forward(..., at=target != IGNORE)``): with Zoology's
+  8,192-way output (``mqar_zoology``) a head at every position would cost more than the rest of the model.
+
+Causal probes (``data=probe_mqar_zoology_*``, configs/experiment/probe_causal/): the same model with every mixer built
+``causal=True`` (``model.mixer.causal``), i.e. a causal language model asked for the next token at the query positions.
 
 Matched budgets: every mixer gets the same embedding, positions, ``d_model``, ``n_heads``, ``n_layers``, FFN and head
 (``configs/task/probe.yaml``); the mixers themselves differ in parameter count (e.g. Fastformer shares one mixer
@@ -36,9 +41,13 @@ class ProbeModel(TextClassifier):
         if level == "token":  # per-position classifier replaces the pooled head
             self.head = nn.Linear(kw["d_model"], kw["n_classes"])
 
-    def forward(self, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor | None = None,
+                at: torch.Tensor | None = None) -> torch.Tensor:
+        """``at`` (B, N) bool, token level only: logits at those positions only, (M, C) in row-major order."""
         h = self.encoder(self.embed(tokens), mask)  # (B, N, D)
-        return self.head(h) if self.level == "token" else self.head(h, mask)  # (B, N, C) | (B, C)
+        if self.level == "token":
+            return self.head(h if at is None else h[at])  # (B, N, C) | (M, C)
+        return self.head(h, mask)  # (B, C)
 
 
 def probe_loss_and_correct(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, int, int]:
@@ -80,14 +89,21 @@ class ProbeTask(Task):
         return ProbeModel(level=self.info.level, vocab_size=self.info.vocab_size, n_classes=self.info.n_classes,
                           max_len=self.seq_len, **self.encoder_kwargs())
 
+    def _logits_target(self, model, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token level: logits and targets at the asked positions only; sequence level: the whole batch."""
+        if self.info.level != "token":
+            return model(batch["ids"], batch["mask"]), batch["target"]
+        at = batch["target"] != IGNORE  # (B, N)
+        return model(batch["ids"], batch["mask"], at=at), batch["target"][at]
+
     def training_step(self, model, batch) -> tuple[torch.Tensor, int]:
-        loss, _, _ = probe_loss_and_correct(model(batch["ids"], batch["mask"]), batch["target"])
+        loss, _, _ = probe_loss_and_correct(*self._logits_target(model, batch))
         return loss, int(batch["mask"].sum())
 
     def eval_outputs(self, model, split: str) -> list[tuple[int, int, float]]:
         out = []
         for batch in self.batches(split, next(model.parameters()).device):
-            loss, c, n = probe_loss_and_correct(model(batch["ids"], batch["mask"]), batch["target"])
+            loss, c, n = probe_loss_and_correct(*self._logits_target(model, batch))
             out.append((c, n, float(loss) * n))  # (correct, asked, summed loss) per batch
         return out
 
@@ -100,4 +116,7 @@ class ProbeTask(Task):
                 "seq_len": self.seq_len, "params": self.params, "level": self.info.level,
                 "vocab_size": self.info.vocab_size, "n_classes": self.info.n_classes,
                 "data_seed": int(self.cfg.data.data_seed), "fresh_per_epoch": self.fresh,
-                "n_train": int(self.cfg.data.n_train)}
+                "n_train": int(self.cfg.data.n_train),
+                "causal": bool(self.cfg.model.mixer.get("causal", False)),
+                "lr": float(self.cfg.optimizer.lr), "weight_decay": float(self.cfg.optimizer.get("weight_decay", 0)),
+                "d_model": int(self.cfg.model.d_model)}

@@ -96,7 +96,9 @@ class SummarizationTask(Task):
                                     max_len=self.max_src),
                        dec_layers=int(m.dec_layers), dec_d_ff=int(m.dec_d_ff), dropout=kw["dropout"],
                        attn_dropout=float(m.attn_dropout), max_tgt_len=self.max_tgt + 1, pad_id=PAD,
-                       tie_embeddings=bool(m.tie_embeddings))
+                       tie_embeddings=bool(m.tie_embeddings),
+                       decoder_mixer=OmegaConf.to_container(m.decoder_mixer, resolve=True)
+                       if m.get("decoder_mixer") else None)
 
     def training_step(self, model, batch) -> tuple[torch.Tensor, int]:
         logits = model(batch["src"], batch["src_mask"], batch["tgt_in"])  # (B, T, V)

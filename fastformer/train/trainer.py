@@ -200,7 +200,10 @@ class Trainer:
             torch.cuda.reset_peak_memory_stats(self.device)
         model.train()
         stop_after = self.tc.get("stop_after_epochs")  # end this invocation early (time-limited jobs); resume later
+        stop_at = self.tc.get("stop_at")  # stop once the monitored validation metric reaches this (Zoology: 99% acc)
         for epoch in range(state["epoch"], max_epochs):
+            if state.get("reached_stop_at"):  # a resumed run that had already reached it
+                break
             if stop_after is not None and epoch - start_epoch >= int(stop_after):
                 log.info("stopping after %d epoch(s) as trainer.stop_after_epochs says; re-run to resume", stop_after)
                 return {"stopped_at_epoch": epoch}
@@ -257,12 +260,21 @@ class Trainer:
                              **{f"val/{k}": v for k, v in val.items()}}, (epoch + 1) * n_batches)
             log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in row.items()})
             state["epoch"] = epoch + 1
+            reached = bool(val) and score >= float(stop_at) if stop_at is not None else False
+            if stop_at is not None and self.ddp:  # every rank stops together (rank 0 may be the only one with val)
+                reached = all_reduce_sum([float(reached)], self.device)[0] > 0
+            if reached:
+                state["reached_stop_at"] = epoch + 1
+                log.info("epoch %d: validation %s %.4g >= trainer.stop_at=%s: stopping", epoch + 1,
+                         self.task.monitor, score, stop_at)
             # every rank's CPU RNG (dropout, negative sampling) so a resumed DDP run continues each
             rng_rank = all_gather(torch.get_rng_state()) if self.ddp else None
             self._save("last.pt", {"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,
                                    "scaler": scaler.state_dict(), "rng_rank": rng_rank,
                                    "rng_cpu": torch.get_rng_state(), "config_hash": config_hash(self.cfg),
                                    "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None})
+            if state.get("reached_stop_at"):
+                break
         barrier()  # rank 0 has written best.pt
         best = torch.load(self.ckpt_dir / "best.pt", map_location=self.device, weights_only=False)
         model.load_state_dict(best["model"])  # the best epoch's weights: its val, the test, the outputs
@@ -292,6 +304,7 @@ class Trainer:
             **run_row(cfg), "task": self.task.name, "world_size": self.world, "eval_shards": self.eval_shards,
             "val": val, "test": test, "best_epoch": state["best_epoch"], "monitor": self.task.monitor,
             "history": state["history"], "params": n_params,
+            "epochs_run": state["epoch"], "reached_stop_at": state.get("reached_stop_at"),
             "train_tokens_per_s": state["train_tokens"] / max(state["train_time"], 1e-9),
             "train_tokens": state["train_tokens"],  # summed over DDP ranks, like the throughput
             "group_by_length": bool(cfg.task.get("group_by_length", False)), "cpu_dropout": cpu_dropout(),

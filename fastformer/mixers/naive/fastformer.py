@@ -1,4 +1,8 @@
-"""Reference for ``fastformer``: paper Eq. 3-6 written token by token and head by head (and the official layer)."""
+"""Reference for ``fastformer``: paper Eq. 3-6 written token by token and head by head (and the official layer).
+
+Causal form (``m.causal``): the same loops with every pool restricted to the real tokens j <= i and token j's
+key meeting q*_j (fastformer/mixers/fastformer.py); the official layer as dense N x N lower-triangular masked
+softmax matrices -- both O(N^2), independent of the chunked prefix scan."""
 from __future__ import annotations
 
 import math
@@ -24,6 +28,8 @@ def reference(m, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Ten
     B, N, D = x.shape
     h, dh = m.n_heads, m.d_head
     real_all = torch.ones(B, N, dtype=torch.bool) if mask is None else mask.cpu()
+    if m.causal:
+        return _official_causal(m, x, real_all) if m.variant == "official" else _paper_causal(m, x, real_all)
     if m.variant == "official":
         return _official(m, x, real_all)
     out = torch.zeros_like(x)
@@ -107,3 +113,70 @@ def _official(m, x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     for name in ("query", "query_att", "key", "key_att", "transform"):
         setattr(ref, name, getattr(m, name))
     return ref(x, real.to(x.dtype))
+
+
+def _paper_causal(m, x: torch.Tensor, real_all: torch.Tensor) -> torch.Tensor:
+    B, N, D = x.shape
+    h, dh = m.n_heads, m.d_head
+    out = torch.zeros_like(x)
+    for b in range(B):
+        real = real_all[b].tolist()
+        q = m.query(x[b])  # (N, D)
+        k = m.key(x[b]) if m.key_branch else None
+        v = q if m.value is None else m.value(x[b])
+        for hd in range(h):
+            sl = slice(hd * dh, (hd + 1) * dh)
+            qs = [q[i, sl] for i in range(N)]
+
+            def pool(vecs, w, i, weights_from=None, real=real, hd=hd):  # pool over the real tokens j <= i
+                src = weights_from or vecs
+                idx = [j for j in range(i + 1) if real[j]]
+                if m.pooling == "mean":
+                    return sum(vecs[j] for j in idx) / len(idx)
+                wv = w[0 if w.shape[0] == 1 else hd]
+                s = torch.stack([wv @ src[j] / math.sqrt(dh) for j in idx])
+                a = torch.exp(s - s.max())
+                a = a / a.sum()
+                return sum(a[n] * vecs[j] for n, j in enumerate(idx))
+
+            def interact(g, t, mix, hd=hd):
+                if m.interaction == "product":
+                    return g * t
+                if m.interaction == "add":
+                    return g + t
+                return _head_linear(mix, torch.cat([g, t]), hd)
+
+            first = next((i for i in range(N) if real[i]), N)
+            q_glob = {i: pool(qs, getattr(m, "w_q", None), i) for i in range(first, N)}  # q*_i per prefix
+            if m.key_branch:
+                ks = [k[i, sl] for i in range(N)]
+                ps = [interact(q_glob[i], ks[i], getattr(m, "mix_qk", None)) if i >= first else None
+                      for i in range(N)]  # p_j = q*_j (.) k_j
+                if m.global_key_from == "p":
+                    g = {i: pool(ps, getattr(m, "w_k", None), i) for i in range(first, N)}
+                else:
+                    g = {i: pool(ks, getattr(m, "w_k", None), i, weights_from=ps) for i in range(first, N)}
+            else:
+                g = q_glob
+            for i in range(first, N):
+                u = interact(g[i], v[i, sl], getattr(m, "mix_kv", None))
+                r = _head_linear(m.transform, u, hd) if m.transform is not None else u
+                out[b, i, sl] = r + (qs[i] if m.query_residual else 0)
+    return out
+
+
+def _official_causal(m, x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    B, N, D = x.shape
+    h, dh = m.n_heads, m.d_head
+    allowed = torch.ones(N, N, dtype=torch.bool).tril()[None, None] & real[:, None, None, :]  # (B, 1, N_i, N_j)
+
+    def pool(scores, vecs):  # scores (B, N, h), vecs (B, N, D) -> (B, N, D): row i pools the real j <= i
+        s = scores.transpose(1, 2)[:, :, None, :].expand(B, h, N, N).masked_fill(~allowed, float("-inf"))
+        w = torch.softmax(s, -1).nan_to_num(0.0)  # (B, h, N_i, N_j); rows with no real j (padding) -> 0
+        return (w @ vecs.view(B, N, h, dh).transpose(1, 2)).transpose(1, 2).reshape(B, N, D)
+
+    q, k = m.query(x), m.key(x)
+    q_glob = pool(m.query_att(q) / math.sqrt(dh), q)
+    p = k * q_glob
+    k_glob = pool(m.key_att(p) / math.sqrt(dh), p)
+    return m.transform(k_glob * q) + q

@@ -1,4 +1,5 @@
-"""Reference for ``pooling_baseline``: the module docstring's equations written token by token and head by head."""
+"""Reference for ``pooling_baseline``: the module docstring's equations written token by token and head by head
+(causal: token i's context g_i pools the real tokens j <= i)."""
 from __future__ import annotations
 
 import math
@@ -17,12 +18,19 @@ def reference(m, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Ten
         u = torch.zeros_like(v)
         for hd in range(h):
             sl = slice(hd * dh, (hd + 1) * dh)
-            s = torch.stack([m.w[hd] @ v[i, sl] / math.sqrt(dh) for i in idx])  # scores of the real tokens
-            a = torch.exp(s - s.max())
-            a = a / a.sum()
-            g = sum(a[j] * v[i, sl] for j, i in enumerate(idx))  # pooled context of this head
-            gate = {"sigmoid": 1.0 / (1.0 + torch.exp(-g)), "product": g, "none": torch.ones_like(g)}[m.gate]
+
+            def pool(idx, sl=sl, hd=hd, v=v):
+                s = torch.stack([m.w[hd] @ v[i, sl] / math.sqrt(dh) for i in idx])  # scores of the real tokens
+                a = torch.exp(s - s.max())
+                a = a / a.sum()
+                return sum(a[j] * v[i, sl] for j, i in enumerate(idx))  # pooled context of this head
+
+            g_all = None if m.causal else pool(idx)
             for i in range(N):
+                if m.causal and not any(j <= i for j in idx):
+                    continue  # a padded position before any real one: unspecified
+                g = pool([j for j in idx if j <= i]) if m.causal else g_all
+                gate = {"sigmoid": 1.0 / (1.0 + torch.exp(-g)), "product": g, "none": torch.ones_like(g)}[m.gate]
                 u[i, sl] = gate * v[i, sl] + (g if m.broadcast else 0.0)
         out[b] = u @ m.out.weight.T + m.out.bias + v
     return out

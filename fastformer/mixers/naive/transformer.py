@@ -1,4 +1,4 @@
-"""Reference for ``transformer``: explicit QK^T / sqrt(dh), masked softmax, weighted sum."""
+"""Reference for ``transformer``: explicit QK^T / sqrt(dh), masked softmax, weighted sum (causal: keys j <= i)."""
 from __future__ import annotations
 
 import math
@@ -16,5 +16,9 @@ def reference(m, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Ten
         s = q[..., sl] @ k[..., sl].transpose(1, 2) / math.sqrt(dh)  # (B, N, N)
         if mask is not None:
             s = s.masked_fill(~mask[:, None, :], float("-inf"))
+        if m.causal:  # key j > i never seen; a padded query row keeps itself (outputs there are unspecified)
+            later = torch.ones(N, N, dtype=torch.bool).triu(1)
+            s = s.masked_fill(later, float("-inf"))
+            s = torch.where(torch.eye(N, dtype=torch.bool) & s.isinf(), torch.zeros_like(s), s)
         out[..., sl] = torch.softmax(s, -1) @ v[..., sl]
     return m.out(out)
