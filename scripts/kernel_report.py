@@ -72,7 +72,7 @@ def _yn(v: str) -> list[bool]:
     return {"yes": [True], "no": [False], "both": [True, False]}[v]
 
 
-def collect(args, dtypes: str, **rule) -> list[tuple[aot.Launch, int, str]]:
+def collect(args, dtypes: str, **rule) -> list[tuple[aot.KernelSpec, int, str]]:
     """(launch, arch, modes) for the grid, each distinct specialisation once (pool kernels are shared by modes)."""
     seen: dict = {}
     for arch in (int(t) for t in _split(args.targets)):

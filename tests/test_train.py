@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from wandb_offline import read_offline_run
 
 from fastformer.mixers import MIXERS
-from fastformer.train.logging import read_offline_run
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))

@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from wandb_offline import read_offline_run
 
-from fastformer.train.logging import RUN_ID_FILE, read_offline_run, summary_from_metrics
+from fastformer.train.logging import RUN_ID_FILE, summary_from_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))

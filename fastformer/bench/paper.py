@@ -25,7 +25,6 @@ _ROWS = {  # (mode, N): values in _COLS order, copied from PAPER.md section 2.5
 FIGURE2: dict[str, dict[int, dict[str, float | None]]] = {}
 for (_mode, _n), _vals in _ROWS.items():
     FIGURE2.setdefault(_mode, {})[_n] = dict(zip(_COLS, _vals))
-PAPER_TOKENS_PER_BATCH = 65536
 
 
 def paper_ratio(mode: str, seq_len: int, mixer: str) -> float | None:

@@ -54,8 +54,9 @@ def _dtype(dtype) -> str:
 # ---- launch specialisations ------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Launch:
-    """One specialisation of one kernel as fastformer_fn.py launches it."""
+class KernelSpec:
+    """One specialisation of one kernel as fastformer_fn.py launches it (what is compiled; the launch *rule* that
+    picks it is ``fastformer.kernels.launch.Launch``, imported here as ``LaunchRule``)."""
     kernel: str  # function name in fastformer_triton
     role: str  # which launch: "pool q", "pool p", "u", "k_glob", "dkg", "bwd k", "bwd q"
     D: int
@@ -81,7 +82,7 @@ class Launch:
 def launches(D: int, H: int, dtype="bf16", *, mask: bool = True, bias: bool = True, mode: str = "gate",
              weight_dtype="fp32", block_n: int | None = None, num_warps: int | None = None,
              num_stages: int | None = None, dot: str | None = None, dot_bwd: str | None = None,
-             arch: int = 90) -> list[Launch]:
+             arch: int = 90) -> list[KernelSpec]:
     """The kernel launches of one forward + backward of ``FastformerAdditive`` (``mode="gate"``: u written;
     ``"fold"``: ``glob_only``, k_glob only), in launch order. ``block_n`` / ``num_warps`` / ``num_stages`` /
     ``dot`` / ``dot_bwd`` override the rules of ``launch.py`` (to compare alternatives); ``arch``: the target's
@@ -108,7 +109,7 @@ def launches(D: int, H: int, dtype="bf16", *, mask: bool = True, bias: bool = Tr
     ints = dict(N="i32", S="i32", PER="i32", NPART="i32", scale="fp32")
     glob = mode == "fold"
 
-    def make(kernel: str, role: str, types: dict, consts: dict) -> Launch:
+    def make(kernel: str, role: str, types: dict, consts: dict) -> KernelSpec:
         fn = _kernel(kernel)
         unknown = set(types) - set(ints) - set(fn.arg_names)
         if unknown:
@@ -118,7 +119,7 @@ def launches(D: int, H: int, dtype="bf16", *, mask: bool = True, bias: bool = Tr
         if missing:
             raise AOTError(f"aot: {kernel}: no type for argument(s) {missing}; update aot.launches")
         aligned = tuple(n for n in fn.arg_names if sig[n].startswith("*") or n in ("N", "PER"))
-        return Launch(kernel, role, D, H, dt, sig, dict(consts), aligned, nw, bn, num_stages)
+        return KernelSpec(kernel, role, D, H, dt, sig, dict(consts), aligned, nw, bn, num_stages)
 
     pool = dict(ints, x_ptr=x, w_ptr=f"*{wt}", b_ptr=f"*{wt}", mask_ptr=m)
     flags = dict(HAS_MASK=mask, HAS_BIAS=bias, **dots)
@@ -250,7 +251,7 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {lines[-1] if lines else ''}"[:300]
 
 
-def compile_launch(launch: Launch, arch: int = 90) -> KernelStats:
+def compile_launch(launch: KernelSpec, arch: int = 90) -> KernelStats:
     """Compile one launch for ``sm_<arch>`` (no GPU needed) and read its resource usage."""
     import triton
     from triton import knobs
@@ -285,16 +286,16 @@ def compile_launch(launch: Launch, arch: int = 90) -> KernelStats:
                        TARGETS[arch]["smem"], bool(re.search(r"^\s*\.local\b", c.asm["ptx"], re.M)), seconds)
 
 
-def _compile_job(job: tuple[Launch, int]) -> KernelStats:
+def _compile_job(job: tuple[KernelSpec, int]) -> KernelStats:
     return compile_launch(*job)
 
 
 def compile_launches(items, arch: int | None = None, *, jobs: int = 1) -> list[KernelStats]:
-    """Compile many launches; ``items``: Launch objects (with ``arch``) or (Launch, arch) pairs. ``jobs > 1`` forks
-    that many worker processes (each compile is single-threaded). Results keep the input order."""
-    work = [(it, arch) if isinstance(it, Launch) else tuple(it) for it in items]
+    """Compile many launches; ``items``: KernelSpec objects (with ``arch``) or (KernelSpec, arch) pairs. ``jobs > 1``
+    forks that many worker processes (each compile is single-threaded). Results keep the input order."""
+    work = [(it, arch) if isinstance(it, KernelSpec) else tuple(it) for it in items]
     if any(a is None for _, a in work):
-        raise AOTError("aot: compile_launches needs arch= for bare Launch items")
+        raise AOTError("aot: compile_launches needs arch= for bare KernelSpec items")
     if jobs <= 1 or len(work) <= 1:
         return [compile_launch(lc, a) for lc, a in work]
     import multiprocessing as mp
