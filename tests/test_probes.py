@@ -247,12 +247,15 @@ def test_tables_from_runs(tmp_path):
     def write(exp, task, seed, acc, **extra):
         d = tmp_path / "runs" / exp / f"seed{seed}"
         d.mkdir(parents=True)
-        (d / "metrics.json").write_text(json.dumps({"task": task, "experiment": exp, "seed": seed, "params": 10,
+        parts = exp.split("/")
+        ds = parts[1] if parts[0] in ("ablation", "probe") else parts[0]
+        row = {"dataset": ds, "variant": parts[-1], "mixer": None}
+        (d / "metrics.json").write_text(json.dumps({"task": task, "experiment": exp, "seed": seed, "params": 10, **row,
                                                     "test": {"acc": acc, "macro_f1": acc - 20}, **extra}))
     for s, base in ((1, 60.0), (2, 62.0)):
         write("imdb/fastformer", "classification", s, base)
         write("ablation/imdb/no_key_branch", "classification", s, base - 3.0)
-    info = {"data_info": {"probe": "mqar", "params": {"n_pairs": 4}}}
+    info = {"data_info": {"probe": "mqar", "seq_len": 64, "pairs_axis": False, "params": {"n_pairs": 4}}}
     write("probe/probe_mqar/L64/transformer", "probe", 1, 99.0, **info)
     write("probe/probe_mqar/L64/fastformer", "probe", 1, 30.0, **info)
     md = ablations.build(tmp_path / "runs", tmp_path / "out", "quick").read_text()

@@ -1,7 +1,6 @@
 """Table rows come from explicit fields: every experiment file names its row (``variant``: the mixer, or the
 variant / ablation name), metrics.json records it beside task, dataset and mixer, and the table builders place runs by
-those fields, never by parsing the experiment string (only the legacy shim in fastformer/results/common.py does, for
-records written before "variant" existed)."""
+those fields, never by parsing the experiment string."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -134,46 +133,40 @@ def test_builders_place_runs_by_their_fields_not_the_experiment_string(tmp_path)
     assert "L=128" not in md and "P=8" not in md
 
 
-# ------------------------------------------------------------------------------------------ the legacy shim
-@pytest.mark.parametrize("exp, dataset, variant", [
-    ("imdb/fastformer_official", "imdb", "fastformer_official"),
-    ("mind_rec/plm_nr", "mind_rec", "plm_nr"),
-    ("ablation/imdb/global_key_from_k", "imdb", "global_key_from_k"),
-    ("probe/probe_mqar/L32_P2/fastformer_global_key_k", "probe_mqar", "fastformer_global_key_k"),
-    ("probe/probe_dup/L64/transformer", "probe_dup", "transformer"),
-])
-def test_legacy_records_get_their_row_fields_from_the_shim(tmp_path, exp, dataset, variant):
-    from fastformer.results.common import ROW_FIELDS, load_runs
+# ------------------------------------------------------------------------------------------ committed records
+def test_every_committed_run_record_names_its_row():
+    """The run outcomes committed under logs/multiruns/ (the evidence behind results/) all carry the row fields the
+    builders place runs by; the records written before those fields existed were migrated in place (2026-12-07)."""
+    import json
 
-    task = "probe" if exp.startswith("probe/") else "classification"
-    _write(tmp_path, "run", {"task": task, "experiment": exp, "seed": 1, "test": {"acc": 1.0}})  # no variant/dataset
-    (r,) = load_runs(tmp_path)
-    assert all(k in r.data for k in ROW_FIELDS)
-    assert (r.get("task"), r.get("dataset"), r.get("variant"), r.get("mixer")) == (task, dataset, variant, None)
-    if exp.startswith("probe/"):
-        L, _, P = exp.split("/")[2][1:].partition("_P")
-        assert r.get("data_info.seq_len") == int(L) and r.get("data_info.pairs_axis") is bool(P)
-        assert r.get("data_info.params.n_pairs") == (int(P) if P else None)
+    from fastformer.results.common import ROW_FIELDS
+
+    root = CONFIGS.parent / "logs" / "multiruns"
+    records = [p for name in ("metrics.json", "failed.json") for p in root.rglob(name)]
+    assert len(records) > 300
+    missing = [str(p) for p in records if not all(k in json.loads(p.read_text()) for k in ROW_FIELDS)]
+    assert not missing, missing[:5]
 
 
-def test_shim_leaves_current_records_alone_and_falls_back_to_dataset_and_mixer(tmp_path):
+def test_records_missing_a_field_get_none_and_failed_ones_are_kept(tmp_path):
     from fastformer.results.common import load_runs
 
     _write(tmp_path, "new", _rec("classification", "amazon", "fastformer", "sharing_qv", 1))
-    _write(tmp_path, "old", {"task": "classification", "dataset": "imdb", "mixer": "linformer", "seed": 1,
-                             "error": "boom"}, failed=True)
+    _write(tmp_path, "old", {"task": "classification", "dataset": "imdb", "mixer": "linformer", "variant": "linformer",
+                             "seed": 1, "error": "boom"}, failed=True)
     new, old = load_runs(tmp_path)
     assert (new.get("dataset"), new.get("variant"), new.get("data_info")) == ("amazon", "sharing_qv", None)
     assert (old.status, old.get("dataset"), old.get("variant")) == ("failed", "imdb", "linformer")
 
 
-def test_a_legacy_untagged_mqar_run_keeps_its_length_axis(tmp_path):
-    """Legacy probe_mqar runs named without the _P tag were tabulated with x = sequence length; they still are."""
+def test_an_untagged_mqar_run_keeps_its_length_axis(tmp_path):
+    """probe_mqar runs made before the _P tag (data_info.pairs_axis false, as migrated) are tabulated with x = sequence
+    length; tagged ones form one panel per length with x = n_pairs."""
     from fastformer.results import probes
     from fastformer.results.common import load_runs
 
-    info = {"data_info": {"probe": "mqar", "params": {"n_pairs": 4}}}
-    _write(tmp_path, "old", {"task": "probe", "experiment": "probe/probe_mqar/L64/transformer", "seed": 1, **info})
+    _write(tmp_path, "old", _rec("probe", "probe_mqar", None, "transformer", 1, data_info={
+        "probe": "mqar", "seq_len": 64, "pairs_axis": False, "params": {"n_pairs": 4}}))
     _write(tmp_path, "new", _rec("probe", "probe_mqar", "transformer", "transformer", 1,
                                  data_info={"probe": "mqar", "seq_len": 64, "params": {"n_pairs": 4}}))
     old, new = sorted(load_runs(tmp_path), key=lambda r: r.path.name, reverse=True)

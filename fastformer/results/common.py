@@ -15,7 +15,6 @@ import io
 import json
 import math
 import os
-import re
 import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -49,7 +48,6 @@ class Run:
 
 
 ROW_FIELDS = ("task", "dataset", "mixer", "variant")  # the table row of a run: what every builder selects and groups by
-_LEGACY_PROBE_TAG = re.compile(r"L(\d+)(?:_P(\d+))?")
 
 
 def load_runs(root: str | Path, task: str | None = None) -> list[Run]:
@@ -57,8 +55,8 @@ def load_runs(root: str | Path, task: str | None = None) -> list[Run]:
 
     Every record has the row fields :data:`ROW_FIELDS` (None where unknown): ``task``, ``dataset`` (cfg.data.name),
     ``mixer`` (cfg.model.mixer.name) and ``variant`` (cfg.variant: the table row, the mixer or the variant / ablation
-    name an experiment file sets), as scripts/train.py writes them; records written before ``variant`` existed get
-    them from :func:`legacy_row_fields`."""
+    name an experiment file sets), as scripts/train.py writes them (the records written before those fields existed
+    were migrated in place on 2026-12-07)."""
     runs = []
     root = Path(root)
     if not root.exists():
@@ -68,44 +66,11 @@ def load_runs(root: str | Path, task: str | None = None) -> list[Run]:
             if status == "failed" and (p.parent / "metrics.json").exists():
                 continue  # a later attempt in the same dir succeeded
             data = json.loads(p.read_text())
-            if "variant" not in data:
-                legacy_row_fields(data)
             for k in ROW_FIELDS:
                 data.setdefault(k, None)
             if task is None or data.get("task") == task:
                 runs.append(Run(p.parent, status, data))
     return runs
-
-
-def legacy_row_fields(data: dict[str, Any]) -> dict[str, Any]:
-    """Fill the row fields of a record written before metrics.json / failed.json carried ``variant`` (in place; returns
-    ``data``). The only place that reads the experiment string, which then named the row:
-
-    * ``<dataset>/<variant>`` (tables 4-6: ``imdb/fastformer_official``, ``mind_rec/plm_nr``),
-    * ``ablation/<dataset>/<variant>`` (``ablation/imdb/global_key_from_k``),
-    * ``probe/<dataset>/L<seq_len>[_P<n_pairs>]/<variant>``: the tag also sets ``data_info.seq_len``, with ``_P``
-      ``data_info.params.n_pairs``, and ``data_info.pairs_axis`` (True: the run was keyed by n_pairs, the tag had
-      ``_P``; for current records fastformer/results/probes.py's ``PAIRS_AXIS`` says it).
-
-    The variant is the last component; dataset comes from the string where it fits one of these forms. Without an
-    experiment string the row is the record's dataset and mixer."""
-    exp = data.get("experiment")
-    parts = str(exp).split("/") if exp else []
-    variant, dataset = (parts[-1], data.get("dataset")) if parts else (data.get("mixer"), data.get("dataset"))
-    if len(parts) == 4 and parts[0] == "probe" and (m := _LEGACY_PROBE_TAG.fullmatch(parts[2])):
-        dataset = parts[1]
-        info = data["data_info"] = dict(data.get("data_info") or {})
-        info["seq_len"] = int(m.group(1))  # the tag keyed the row
-        info["pairs_axis"] = m.group(2) is not None
-        if m.group(2) is not None:
-            info["params"] = {**(info.get("params") or {}), "n_pairs": int(m.group(2))}
-    elif len(parts) == 3 and parts[0] == "ablation":
-        dataset = parts[1]
-    elif len(parts) == 2:
-        dataset = parts[0]
-    data["dataset"], data["variant"] = dataset, variant
-    data.setdefault("mixer", None)
-    return data
 
 
 @dataclass

@@ -28,9 +28,10 @@ PAIRS_AXIS = {"probe_mqar"}
 
 
 def _key(r: Run) -> tuple[str, int, str] | None:
-    """-> (panel, x, row) from the run's dataset, variant and data_info. Runs of a ``PAIRS_AXIS`` dataset (a legacy
-    record: ``data_info.pairs_axis``) form one panel per length with x = n_pairs; every other probe has one panel with
-    x = sequence length. Causal probes (``data_info.causal``) have their own section (``_causal_section``)."""
+    """-> (panel, x, row) from the run's dataset, variant and data_info. Runs of a ``PAIRS_AXIS`` dataset (unless
+    ``data_info.pairs_axis`` is false: runs made before the n_pairs tag) form one panel per length with x = n_pairs;
+    every other probe has one panel with x = sequence length. Causal probes (``data_info.causal``) have their own
+    section (``_causal_section``)."""
     ds, row, info = r.get("dataset"), r.get("variant"), r.get("data_info") or {}
     seq_len, n_pairs = info.get("seq_len"), (info.get("params") or {}).get("n_pairs")
     if not ds or not row or seq_len is None or info.get("causal"):
