@@ -27,7 +27,7 @@ def test_export_reproduces_the_runs_test_accuracy(tmp_path):
     from fastformer.data.classification import split_texts
     from fastformer.data.fixtures import write_text_tables
     from fastformer.hf.export import run_config
-    from fastformer.tasks.classification import decode_items
+    from fastformer.utils import decode_items
 
     write_text_tables(tmp_path, n_per_class=60)
     run, out = tmp_path / "run", tmp_path / "hf"

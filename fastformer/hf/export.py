@@ -154,7 +154,7 @@ def check_folder(folder: str | Path, run_dir: str | Path, *, data_root: str | No
     ``{"acc", "run_acc", "same_acc", "same_items"}`` (``same_items``: the same test items right and wrong as the run's
     per-item record, None when metrics.json has none)."""
     from fastformer.data.classification import split_texts
-    from fastformer.tasks.classification import decode_items
+    from fastformer.utils import decode_items
 
     cfg = run_config(Path(run_dir), data_root=data_root, cache_dir=cache_dir)
     texts, labels = split_texts(cfg["data"], "test")

@@ -15,7 +15,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastformer.results.common import MISSING, Cell, Run, fmt_num, group, load_runs, md_table, provenance, write_outputs
+from fastformer.results.common import (
+    MISSING,
+    Cell,
+    Run,
+    fmt_num,
+    group,
+    load_runs,
+    md_table,
+    provenance,
+    table_stem,
+    write_outputs,
+)
+from fastformer.results.stats import Delta, paired_bootstrap_delta
+from fastformer.utils import decode_items
 
 DATASETS = {"amazon": "Amazon", "imdb": "IMDB", "mind_topics": "MIND (topics)"}
 # paper values (Acc, Macro-F), v5 Figures 3 and 4 as read in PAPER.md §2.6 ("full" = product / qv+layer)
@@ -145,6 +158,23 @@ def _plot(acc: dict, refs: dict[str, list[float]], out: Path) -> None:
     plt.close(fig)
 
 
+def _items(runs: list[Run]) -> dict[tuple[str, str], list]:
+    """(dataset, variant) -> per-seed test correctness vectors of the finished runs that recorded them."""
+    out: dict[tuple[str, str], list] = {}
+    for r in runs:
+        if r.status == "ok" and r.get("test_items"):
+            out.setdefault(_key(r), []).append(decode_items(r.get("test_items")))
+    return out
+
+
+def _interval(items: dict, ds: str, k: str) -> Delta | None:
+    """Variant minus the full model with its 95% paired-bootstrap interval, when both recorded per-item results."""
+    a, b = items.get((ds, k)), items.get((ds, "full"))
+    if not a or not b or len({len(v) for v in a + b}) != 1:
+        return None
+    return paired_bootstrap_delta(a, b)
+
+
 def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
     runs = [r for r in load_runs(runs_root, task="classification") if _key(r) and _key(r)[0] in DATASETS]
     acc, mf, params = (group(runs, _key, m) for m in ("test.acc", "test.macro_f1", "params"))
@@ -183,8 +213,12 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
         lines += [md_table(header, table), ""]
         if any(MARK in c for row in table for c in row[1:]):
             lines += [_footnote(refs), ""]
+    items = _items(runs)
     lines += ["## Redundancy ablations (review's \"redundant modules\")", "",
-              "Δ = variant − full Fastformer, per seed then averaged (same seeds, same data).", ""]
+              "Δ = variant − full Fastformer, per seed then averaged (same seeds, same data)" +
+              ("; where the runs recorded per-item test correctness, with its 95% interval from the paired two-level "
+               "bootstrap of fastformer/results/stats.py (test items and seeds resampled; resolved when it excludes "
+               "0)." if items else "."), ""]
     header = ["Variant"] + [f"{n} {m}" for n in DATASETS.values() for m in ("Acc", "Δ Acc", "params")]
     table = []
     for k, name in REDUNDANCY:
@@ -192,7 +226,9 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
         for ds in DATASETS:
             a = acc.get((ds, k))
             d = _paired_delta(runs, ds, k, "test.acc") if k != "full" else None
-            cells += [acc_fmt(ds, k), (f"{d.mean:+.2f}" if d and d.values else MISSING) if d else "ref",
+            ci = _interval(items, ds, k) if k != "full" else None
+            cells += [acc_fmt(ds, k), ci.fmt() if ci else
+                      (f"{d.mean:+.2f}" if d and d.values else MISSING) if d else "ref",
                       fmt_num(params[(ds, k)].mean, 0) if (ds, k) in params else MISSING]
             if k != "full":  # the full model's row is already in the figure rows
                 csv_rows.append(["redundancy", ds, k, a.mean if a else "", a.std if a else "", "",
@@ -202,8 +238,8 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
     lines += [md_table(header, table), ""]
     if any(MARK in c for row in table for c in row[1:]):
         lines += [_footnote(refs), ""]
-    lines += ["![ablations](ablations.png)", ""]
-    out = Path(out_dir) / "ablations"
+    out = Path(out_dir) / table_stem("ablations", preset)
+    lines += [f"![ablations]({out.name}.png)", ""]
     write_outputs(out, "\n".join(lines), ["figure", "dataset", "variant", "acc_mean", "acc_std", "acc_paper",
                                           "macro_f1_mean", "macro_f1_std", "macro_f1_paper", "n_seeds", "params",
                                           "majority_acc", "degenerate"],

@@ -173,6 +173,13 @@ def force_enabled() -> bool:
     return FORCE or os.environ.get("FASTFORMER_FORCE_TABLES", "") not in ("", "0", "false")
 
 
+def table_stem(name: str, preset: str) -> str:
+    """results/ file stem of a table built for ``preset``: the quick preset keeps the historical names
+    (``table4_classification``), every other preset adds its name (``table4_classification_cpu``), so presets never
+    overwrite each other's tables."""
+    return name if preset == "quick" else f"{name}_{preset}"
+
+
 def write_outputs(stem: str | Path, markdown: str, csv_header: Sequence[str],
                   csv_rows: Sequence[Sequence[Any]]) -> None:
     """Write ``<stem>.md`` and ``<stem>.csv`` atomically; refuse (TableRegressionError) to lose finished cells."""

@@ -13,10 +13,11 @@ from fastformer.results.common import (
     load_runs,
     md_table,
     provenance,
+    table_stem,
     write_outputs,
 )
 from fastformer.results.stats import Delta, paired_bootstrap_delta
-from fastformer.tasks.classification import decode_items
+from fastformer.utils import decode_items
 
 # Paper Table 4 (v5), mean over 5 runs: (Acc, Macro-F) per dataset. Performer is not in the paper.
 PAPER = {
@@ -41,11 +42,6 @@ DATASETS = {"amazon": "Amazon", "imdb": "IMDB", "mind_topics": "MIND (topics)"}
 
 def _row_key(r: Run) -> tuple[str, str]:
     return r.get("dataset"), r.get("variant")
-
-
-def stem(preset: str) -> str:
-    """results/ file stem of a preset's Table 4: the quick smoke keeps its historical name."""
-    return "table4_classification" if preset == "quick" else f"table4_classification_{preset}"
 
 
 def _items(runs: list[Run]) -> dict[tuple[str, str], list]:
@@ -164,7 +160,7 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
             lines += [verdicts[-1], ""]
     if verdicts:
         lines += ["## What is resolved", "", *[f"- {v}" for v in verdicts], ""]
-    out = Path(out_dir) / stem(preset)
+    out = Path(out_dir) / table_stem("table4_classification", preset)
     write_outputs(out, "\n".join(lines), ["dataset", "model", "acc_mean", "acc_std", "acc_paper", "macro_f1_mean",
                                           "macro_f1_std", "macro_f1_paper", "n_seeds", "n_failed", "data_used",
                                           "delta_vs_transformer", "delta_lo95", "delta_hi95"],

@@ -1,7 +1,6 @@
 """Text classification task (Amazon, IMDB, MIND topics, any jsonl/csv): accuracy and macro-F1 (paper Table 4)."""
 from __future__ import annotations
 
-import base64
 import logging
 
 import numpy as np
@@ -12,6 +11,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from fastformer.data.classification import load_classification, pad_collate
 from fastformer.models.classifier import TextClassifier
 from fastformer.tasks.base import Task
+from fastformer.utils import item_record
 
 log = logging.getLogger(__name__)
 
@@ -95,19 +95,3 @@ class ClassificationTask(Task):
         order (:func:`item_record`), for paired differences between rows (fastformer/results/stats.py)."""
         items = getattr(self, "test_items", None)
         return {"test_items": items} if items is not None else {}
-
-
-def item_record(index: np.ndarray, correct: np.ndarray, n: int) -> dict | None:
-    """Per-item correctness of a split in dataset order, packed: ``{"n": n, "correct": base64(packbits)}`` (5,000
-    items -> 836 characters); None when the records lack indices or do not cover the split exactly once."""
-    if (index < 0).any() or len(index) != n or len(np.unique(index)) != n:
-        return None
-    ordered = np.zeros(n, dtype=bool)
-    ordered[index] = correct
-    return {"n": int(n), "correct": base64.b64encode(np.packbits(ordered).tobytes()).decode("ascii")}
-
-
-def decode_items(record: dict) -> np.ndarray:
-    """The bool vector an :func:`item_record` packed."""
-    bits = np.unpackbits(np.frombuffer(base64.b64decode(record["correct"]), dtype=np.uint8))
-    return bits[: int(record["n"])].astype(bool)
