@@ -9,8 +9,10 @@ the run with one line naming the key and the valid ones, instead of being silent
 * ``model.mixer``: the keyword arguments of the registered mixer's constructor (``fastformer.mixers.mixer_kwargs``);
 * ``model.encoder``: the keyword arguments of ``fastformer.models.encoder.Encoder`` that a config may set;
 * ``optimizer``: ``_target_`` / ``_partial_`` plus the optimizer class's own arguments;
-* ``data`` and ``task``: one schema per task (``task.name``); the classification ``data`` keys are read from the
-  loader's own options (``fastformer.data.schema.DataOptions``), so the two cannot drift.
+* ``data`` and ``task``: one schema per task (``task.name``); the ``data`` keys are read from each loader's own options
+  dataclass (``DataOptions`` in fastformer/data/schema.py, ``MindRecOptions`` in mind_rec.py, ``SummarizationOptions``
+  in summarization.py, ``ProbeOptions`` in probes.py), so the two cannot drift: a key added to a loader's options is a
+  valid config key, with nothing here to update.
 Adding a config key means adding it here too (tests/test_config_schema.py composes every experiment under every
 preset and checks that each validates).
 """
@@ -25,7 +27,11 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
+from fastformer.data.mind_rec import MindRecOptions
+from fastformer.data.probes import ProbeOptions
 from fastformer.data.schema import DataOptions
+from fastformer.data.summarization import SummarizationOptions
+from fastformer.errors import UserInputError
 
 # NB: Optional[...] / Any rather than ``X | None``: OmegaConf reads these annotations at runtime (Python 3.10).
 
@@ -135,61 +141,9 @@ def _loader_keys(options_cls, name: str):
 
 
 ClassificationDataSchema = _loader_keys(DataOptions, "ClassificationDataSchema")  # fastformer/data/schema.py
-
-
-@dataclass
-class NewsRecDataSchema:  # fastformer/data/mind_rec.py
-    name: Any = None
-    root: Any = None
-    version: Any = None
-    download: Any = None
-    train_split: Any = None
-    val_split: Any = None
-    test_split: Any = None
-    predict_split: Any = None
-    max_train_impressions: Any = None
-    max_eval_impressions: Any = None
-    max_history: Any = None
-    max_title_len: Any = None
-    tokenizer: Any = None
-    max_vocab: Any = None
-    vocab_min_freq: Any = None
-    glove_path: Any = None
-    seed: Any = None
-    synthetic: Any = None
-
-
-@dataclass
-class SummarizationDataSchema:  # fastformer/data/summarization.py
-    name: Any = None
-    root: Any = None
-    subdir: Any = None
-    files: Any = None
-    sample_file: Any = None
-    download: Any = None
-    val_fraction: Any = None
-    test_fraction: Any = None
-    split_seed: Any = None
-    max_train: Any = None
-    max_eval: Any = None
-    max_src_len: Any = None
-    max_tgt_len: Any = None
-    vocab_size: Any = None
-    vocab_train_docs: Any = None
-    cache_dir: Any = None
-
-
-@dataclass
-class ProbeDataSchema:  # fastformer/data/probes.py
-    name: Any = None
-    probe: Any = None
-    seq_len: Any = None
-    params: Any = None
-    n_train: Any = None
-    n_eval: Any = None
-    data_seed: Any = None
-    fresh_per_epoch: Any = None
-    run_tag: Any = None
+NewsRecDataSchema = _loader_keys(MindRecOptions, "NewsRecDataSchema")  # fastformer/data/mind_rec.py
+SummarizationDataSchema = _loader_keys(SummarizationOptions, "SummarizationDataSchema")  # data/summarization.py
+ProbeDataSchema = _loader_keys(ProbeOptions, "ProbeDataSchema")  # fastformer/data/probes.py
 
 
 TASK_SCHEMAS = {"classification": (TaskSchema, ClassificationDataSchema, ModelSchema),
@@ -203,7 +157,7 @@ _ENCODER_FROM_TASK = {"self", "d_model", "n_heads", "mixer", "mixer_kwargs", "dr
 _WHERE = "(from the command line, an experiment / preset / sweep file, or configs/local/default.yaml)"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserInputError):
     """An unknown or mistyped config key, before any data is read."""
 
 
@@ -282,3 +236,35 @@ def validate_config(cfg: DictConfig) -> None:
     except (ImportError, AttributeError, ValueError):
         raise ConfigError(f"optimizer._target_={target!r} cannot be imported") from None
     _unknown("optimizer", opt, {"_target_", "_partial_", *(_signature_args(opt_cls.__init__)[1:])})
+    _check_optimizer_values(opt, opt_cls)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_optimizer_values(opt: dict, opt_cls) -> None:
+    """Each ``optimizer.<arg>`` against the type of the optimizer's own default for it (a float default takes a number,
+    a bool a bool, a tuple a list of numbers of its length); learning rate and weight decay must be >= 0. Before any
+    data is read: ``optimizer.lr=fast`` stops here, not with a TypeError after the data has loaded."""
+    import math
+    defaults = {k: v.default for k, v in inspect.signature(opt_cls.__init__).parameters.items()}
+    where = f"(configs/optimizer/*.yaml, or the command line; {opt_cls.__name__} takes it)"
+    for key, value in opt.items():
+        if key in ("_target_", "_partial_") or value is None:
+            continue
+        default = defaults.get(key, inspect.Parameter.empty)
+        if default is inspect.Parameter.empty or default is None:
+            continue
+        want, ok = None, True
+        if isinstance(default, bool):
+            want, ok = "true or false", isinstance(value, bool)
+        elif _is_number(default):
+            want, ok = "a number", _is_number(value) and math.isfinite(value)
+        elif isinstance(default, tuple) and all(_is_number(x) for x in default):
+            want = f"a list of {len(default)} numbers, e.g. {list(default)}"
+            ok = isinstance(value, (list, tuple)) and len(value) == len(default) and all(map(_is_number, value))
+        if not ok:
+            raise ConfigError(f"config key optimizer.{key}={value!r} must be {want} {where}")
+        if key in ("lr", "weight_decay") and value < 0:
+            raise ConfigError(f"config key optimizer.{key}={value!r} must be >= 0 {where}")

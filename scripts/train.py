@@ -2,9 +2,12 @@
 
 Multiruns: python scripts/train.py -m experiment=imdb/fastformer,imdb/transformer seed=1,2,3
 Writes <run dir>/metrics.json (see fastformer/train/trainer.py); `main` returns the validation metric (task.monitor).
-Bad input in a single run (an unknown or mistyped config key, a dataset file that is missing and cannot be
-downloaded) ends with one line naming the key or file and the fix and exit code 2 (a data failure also writes the
-run's failed.json); inside a multirun the job fails as any other (failed.json, the sweep goes on).
+A run holds its run dir exclusively (fastformer/train/rundir.py): a second run there stops at once, naming the first.
+Bad input (fastformer/errors.py UserInputError: an unknown or mistyped config key, a dataset file that is missing,
+unreadable, in another encoding or format, a corrupt checkpoint, a NaN or diverging loss, a busy run dir) ends a single
+run with one ERROR line -- the key or file, what was found, the fix -- and exit code 2, without a traceback; once the
+run has started (after the config check and the run-dir lock) the failure is also written to the run's failed.json.
+Inside a multirun the job fails as any other (failed.json, the sweep goes on).
 """
 from __future__ import annotations
 
@@ -24,9 +27,10 @@ from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from fastformer.config_schema import ConfigError, validate_config  # noqa: E402
-from fastformer.data.download import DataUnavailableError  # noqa: E402
+from fastformer.errors import UserInputError, one_line  # noqa: E402
 from fastformer.train.distributed import broadcast_object, setup_distributed  # noqa: E402
 from fastformer.train.logging import NullLogger, build_logger  # noqa: E402
+from fastformer.train.rundir import RunDirBusyError, lock_run_dir  # noqa: E402
 from fastformer.train.trainer import Trainer, run_row  # noqa: E402
 from fastformer.utils import atomic_write_json, git_sha, seed_everything  # noqa: E402
 
@@ -45,6 +49,23 @@ def train(cfg: DictConfig, run_dir: str) -> dict:
         return json.loads(metrics_path.read_text())
     seed_everything(int(cfg.seed))
     rank, _ = setup_distributed(cfg.trainer.device)
+    lock, busy = None, None
+    if rank == 0:  # before anything is written: a second run in this dir must not touch the first one's files
+        try:
+            lock = lock_run_dir(run_dir)
+        except RunDirBusyError as err:
+            busy = str(err)
+    busy = broadcast_object(busy)
+    if busy:
+        raise RunDirBusyError(busy)
+    try:
+        return _train_locked(cfg, run_dir, rank)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train_locked(cfg: DictConfig, run_dir: str, rank: int) -> dict:
     logger = build_logger(cfg, run_dir) if rank == 0 else NullLogger()
     try:
         task = hydra.utils.get_class(cfg.task._target_)(cfg)
@@ -75,12 +96,13 @@ def main(cfg: DictConfig) -> float | None:
     run_dir = broadcast_object(HydraConfig.get().runtime.output_dir)  # DDP: every rank uses rank 0's run dir
     try:
         metrics = train(cfg, run_dir)
-    except (ConfigError, DataUnavailableError) as e:
+    except UserInputError as e:  # ConfigError, DataUnavailableError, a bad file, checkpoint, loss, busy run dir
         if HydraConfig.get().mode != RunMode.RUN:  # multirun: fail this job only
             raise
-        log.error("%s", str(e).splitlines()[0])  # ConfigError: validate_config, before any work or failed.json
-        log.error("(%s%s)", type(e).__name__, ", before any work" if isinstance(e, ConfigError)
-                  else f"; recorded in {Path(run_dir) / 'failed.json'}")
+        # ConfigError (validate_config) and RunDirBusyError (the lock) come before any work and write no failed.json
+        where = ("before any work" if isinstance(e, (ConfigError, RunDirBusyError))
+                 else f"recorded in {Path(run_dir) / 'failed.json'}")
+        log.error("%s [%s, %s]", one_line(e), type(e).__name__, where)
         sys.exit(2)
     log.info("test metrics: %s", {k: round(v, 4) for k, v in (metrics.get("test") or {}).items()})
     return (metrics.get("val") or {}).get(cfg.task.monitor)

@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from fastformer.data import classification_formats, classification_sources, download, fixtures
 from fastformer.data.classification import load_classification, pad_collate, split_sizes
 from fastformer.data.text import Vocab, get_tokenizer, glove_init, regex_tokenize, tokenize_all
+from fastformer.errors import UserInputError
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -148,15 +149,21 @@ def test_bad_rows_counted_and_empty_file_is_an_error(tmp_path, caplog):
     bad = [json.dumps({"t": "  ", "y": "a"}).encode(), json.dumps({"t": "no label"}).encode(), b"{not json",
            b'{"t": "caf\xe9 latin-1", "y": "a"}']
     (tmp_path / "d.jsonl").write_bytes(b"\n".join(good + bad) + b"\n")
+    opts = dict(path="d.jsonl", text_field="t", label_field="y", split_sizes=[8, 2, 2])
+    with pytest.raises(UserInputError, match=r"d\.jsonl: 4 of 16 rows \(25\.0%\) would be dropped as bad \(.*"
+                       r"undecodable=1.*\), more than data\.max_skip_fraction=0\.01"):
+        load_classification(cfg(tmp_path, tmp_path / "c", "t", "text", **opts))
     with caplog.at_level(logging.WARNING):
-        ds = load_classification(cfg(tmp_path, tmp_path / "c", "t", "text", path="d.jsonl", text_field="t",
-                                     label_field="y", split_sizes=[8, 2, 2]))
+        ds = load_classification(cfg(tmp_path, tmp_path / "c", "t", "text", max_skip_fraction=0.3, **opts))
     assert ds.info["skipped"] == {"empty_text": 1, "missing_label": 1, "malformed": 1, "undecodable": 1}
     assert "skipped 4 bad rows" in caplog.text and ds.info["available_rows"] == 12
     (tmp_path / "empty.jsonl").write_bytes(b"\n".join(bad))
-    with pytest.raises(ValueError, match=r"empty\.jsonl: no valid rows"):
+    with pytest.raises(UserInputError, match=r"empty\.jsonl: 4 of 4 rows \(100\.0%\) would be dropped"):
         load_classification(cfg(tmp_path, tmp_path / "c", "t", "text", path="empty.jsonl", text_field="t",
                                 label_field="y"))
+    with pytest.raises(UserInputError, match=r"empty\.jsonl: no valid rows"):
+        load_classification(cfg(tmp_path, tmp_path / "c", "t", "text", path="empty.jsonl", text_field="t",
+                                label_field="y", max_skip_fraction=1))
 
 
 # ---- splits and caches -----------------------------------------------------------------------------------------
@@ -214,7 +221,7 @@ def test_read_only_root_caches_elsewhere(fx, tmp_path, monkeypatch):
 
 
 def test_unknown_key_and_pad_collate():
-    with pytest.raises(ValueError, match=r"unknown data config key\(s\) \['max_length'\]"):
+    with pytest.raises(ValueError, match=r"unknown config key data.max_length; valid keys under data"):
         load_classification({"name": "x", "loader": "text", "max_length": 3})
     batch = pad_collate([([5, 6, 7], 1), ([8], 0)])
     assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]] and batch["attention_mask"].sum() == 4

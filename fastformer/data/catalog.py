@@ -122,20 +122,16 @@ def data_config(dataset: str, *, preset: str = "quick", root: str | Path | None 
 def _classification(dataset: str, d: dict, fetch: bool, count_rows: bool) -> DataStatus:
     from fastformer.data import classification_formats as readers
     from fastformer.data.classification import DataOptions
-    from fastformer.data.classification_sources import AMAZON_URL, IMDB_URL, MIND_URL, resolve_sources
+    from fastformer.data.classification_sources import AMAZON_URL, IMDB_URL, resolve_sources
+    from fastformer.data.mind import MIND_PAGE
     o = DataOptions.from_cfg(d)
     o.download = bool(o.download and fetch)
-    parts = ("train", "dev", "test") if o.variant == "large" else ("train", "dev")
-    mind_url = MIND_URL.format(big="" if o.variant == "large" else "small", variant=o.variant,
-                               part="{" + ",".join(parts) + "}")
-    url = {"amazon": AMAZON_URL, "imdb": IMDB_URL, "mind_topics": mind_url}[dataset]
+    url = {"amazon": AMAZON_URL, "imdb": IMDB_URL, "mind_topics": MIND_PAGE}[dataset]
     try:
         files = resolve_sources(o)
     except (DataUnavailableError, FileNotFoundError) as err:
         msg = str(err).splitlines()[0].replace(" (or set data.download=true)", "")
-        dest = re.search(r"place it at (\S+)", msg)
-        if dataset == "mind_topics" and dest and len(parts) > 1:
-            msg += f" (and {', '.join(f'MIND{o.variant}_{p}.zip' for p in parts[1:])} beside it)"
+        dest = re.search(r"place it at (\S+)", msg)  # (a MIND line names every zip and the folder itself)
         return DataStatus(dataset, False, dest.group(1) if dest else str(Path(o.root) / dataset.split("_")[0]),
                           source=url, message=msg)
     rows = None
@@ -165,7 +161,7 @@ def _imdb_members(path: Path):
 
 
 def _mind(d: dict, fetch: bool, count_rows: bool) -> DataStatus:
-    from fastformer.data.mind import MIND_URLS, ensure_split, split_path
+    from fastformer.data.mind import MIND_PAGE, ensure_split, split_path
     root = Path(d["root"])
     if d.get("version", "synthetic") == "synthetic":
         if all(split_path(root, version="synthetic", split=d[k]) for k in ("train_split", "val_split", "test_split")):
@@ -184,10 +180,11 @@ def _mind(d: dict, fetch: bool, count_rows: bool) -> DataStatus:
         if not split:
             continue
         try:
-            found.append(ensure_split(root, version=version, split=split, download=bool(d.get("download")) and fetch))
+            found.append(ensure_split(root, version=version, split=split, download=bool(d.get("download")) and fetch,
+                                      urls=d.get("urls")))
         except (DataUnavailableError, FileNotFoundError) as err:
             missing.append(str(err).splitlines()[0])
-    url = MIND_URLS.get((version, "train"), "")
+    url = (d.get("urls") or {}).get(f"MIND{version}_train") or MIND_PAGE
     if missing:
         return DataStatus("mind", False, str(root.resolve() / f"MIND{version}_train.zip"), source=url,
                           message="; ".join(missing))

@@ -31,8 +31,9 @@ import torch
 from fastformer.data import classification_formats as readers
 from fastformer.data.classification_sources import read_rows, resolve_sources, under
 from fastformer.data.download import DataUnavailableError, default_cache_dir
-from fastformer.data.schema import DataOptions  # also importable from here, as before
+from fastformer.data.schema import DataOptions, drop_defaults  # DataOptions: also importable from here, as before
 from fastformer.data.text import Vocab, get_tokenizer, glove_init, tokenize_all
+from fastformer.errors import UserInputError
 from fastformer.utils import atomic_path, atomic_torch_save, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -171,7 +172,7 @@ def _canon(label: str) -> str:
 def split_sizes(n: int, sizes: list[int]) -> tuple[list[int], str]:
     """Paper sizes when ``n`` rows suffice, else the same proportions of ``n`` (train gets the remainder)."""
     if len(sizes) != 3 or min(sizes) < 0 or sum(sizes) == 0:
-        raise ValueError(f"data.split_sizes={sizes} must be three non-negative counts [train, val, test]")
+        raise UserInputError(f"data.split_sizes={sizes} must be three non-negative counts [train, val, test]")
     if sum(sizes) <= n:
         return list(sizes), f"fixed sizes {list(sizes)} (paper Table 1) from {n} rows"
     val, test = n * sizes[1] // sum(sizes), n * sizes[2] // sum(sizes)
@@ -188,7 +189,7 @@ def rows_needed(sizes: list[int]) -> int | None:
 
 def check_splits(o: DataOptions, sources: list[Path], n_rows: int, labels: dict[str, Any], names: list[str],
                  label_field: str | None, skipped: dict | None = None) -> None:
-    """One actionable ValueError, before any training, when a split is empty or the training split has < 2 classes.
+    """One actionable UserInputError, before any training, when a split is empty or the training split has < 2 classes.
 
     ``labels``: split -> that split's label ids (after the ``max_train``/``max_eval`` caps); ``n_rows``: valid rows.
     """
@@ -201,16 +202,18 @@ def check_splits(o: DataOptions, sources: list[Path], n_rows: int, labels: dict[
         zero_caps = sorted({f"data.{key}={cap}" for k in empty for key, cap in [caps[k]]
                             if cap is not None and cap < 1})
         if zero_caps:
-            raise ValueError(f"{where}: {' and '.join(zero_caps)} leaves {'/'.join(empty)} empty ({got}); every split "
+            raise UserInputError(f"{where}: {' and '.join(zero_caps)} leaves {'/'.join(empty)} empty ({got}); "
+                                 f"every split "
                              f"needs >= 1 row: set it >= 1, or null for no cap")
         need = rows_needed(list(o.split_sizes))
         if need is None:
-            raise ValueError(f"{where}: data.split_sizes={list(o.split_sizes)} gives {'/'.join(empty)} 0 rows ({got}); "
+            raise UserInputError(f"{where}: data.split_sizes={list(o.split_sizes)} gives {'/'.join(empty)} 0 rows "
+                                 f"({got}); "
                              f"every split needs >= 1 row: set each of [train, val, test] >= 1")
         bad = sum((skipped or {}).values())
         fix = (f"add rows to the file, or set data.split_sizes=[{n_rows - 2}, 1, 1]" if n_rows >= 3 else
                "add rows to the file (3 valid rows at the very least, one per split)")
-        raise ValueError(f"{where}: only {n_rows} valid row{'s' * (n_rows != 1)}"
+        raise UserInputError(f"{where}: only {n_rows} valid row{'s' * (n_rows != 1)}"
                          f"{f' ({bad} more skipped as bad: {skipped})' if bad else ''}, but data.split_sizes="
                          f"{list(o.split_sizes)} needs at least {need} rows for train/val/test to get >= 1 row each "
                          f"(got {got}). Fix: {fix}")
@@ -220,12 +223,42 @@ def check_splits(o: DataOptions, sources: list[Path], n_rows: int, labels: dict[
         shown = names[present[0]]
         field = f"data.label_field={o.label_field!r}" if o.label_field else f"label field {label_field!r}"
         if len(overall) < 2:
-            raise ValueError(f"{where}: all {n_rows} valid rows have the same label {shown!r} ({field}); "
+            raise UserInputError(f"{where}: all {n_rows} valid rows have the same label {shown!r} ({field}); "
                              f"classification needs >= 2 classes in the training split. Fix: point data.label_field "
                              f"at the label column, or use a file with >= 2 distinct labels")
-        raise ValueError(f"{where}: the training split ({sizes['train']} rows) holds only label {shown!r} of the "
+        raise UserInputError(f"{where}: the training split ({sizes['train']} rows) holds only label {shown!r} of the "
                          f"{len(overall)} labels found ({field}); classification needs >= 2 classes in the training "
                          f"split. Fix: add rows to the file (or change data.seed / data.split_sizes)")
+
+
+def check_skipped(o: DataOptions, sources: list[Path], n_valid: int, skipped: dict[str, int]) -> None:
+    """Stop (one line: counts, reasons, the fix) when the rows dropped as bad exceed ``data.max_skip_fraction`` of all
+    rows read. Selections are not bad data and do not count: rows outside an explicit ``data.label_names``
+    (``unknown_label``; without it they occur only outside the fixed label sets, Amazon 1-5 and aclImdb ratings) and
+    MIND news without a body in ``data.body_path`` / ``body_column`` (``missing_body``: body crawls cover a subset)."""
+    bad = {k: v for k, v in skipped.items() if k != "missing_body" and not (k == "unknown_label" and o.label_names)}
+    n_bad, total = sum(bad.values()), n_valid + sum(skipped.values())
+    if not total or n_bad <= o.max_skip_fraction * total:
+        return
+    where = ", ".join(map(str, sources))
+    reasons = ", ".join(f"{k}={v}" for k, v in sorted(bad.items(), key=lambda kv: -kv[1]))
+    top = max(bad, key=bad.get)
+    if top == "undecodable":
+        held = readers.sniff(sources[0], o.encoding) if sources[0].is_file() else "files"
+        fix = (f"the text is not {o.encoding} (the file holds {held}): set data.encoding to its encoding, e.g. "
+               f"data.encoding=latin-1 or cp1252")
+    elif top == "malformed":
+        fix = ("lines are not one JSON object / TSV record each"
+               + (f" (the file holds {readers.sniff(sources[0], o.encoding)})" if sources[0].is_file() else "")
+               + ": fix the file, or set data.format to its format")
+    elif top in ("empty_text", "missing_label"):
+        fix = (f"{bad[top]} record{'s' * (bad[top] != 1)} {'have' if bad[top] != 1 else 'has'} no "
+               f"{'text' if top == 'empty_text' else 'label'}: check data.text_field / data.label_field")
+    else:
+        fix = f"check the file ({top})"
+    raise UserInputError(f"{where}: {n_bad} of {total} rows ({100 * n_bad / total:.1f}%) would be dropped as bad "
+                         f"({reasons}), more than data.max_skip_fraction={o.max_skip_fraction}; {fix}, or raise "
+                         f"data.max_skip_fraction to accept the loss")
 
 
 def _splits(n: int, labels: list[int], o: DataOptions, cache: Path) -> tuple[dict[str, list[int]], str]:
@@ -262,8 +295,9 @@ def _rows_and_splits(o: DataOptions, sources: list[Path], cache_dir: Path):
     skipped = {k: v for k, v in sorted(rows.skipped.items()) if v}
     if skipped:
         log.warning("%s: skipped %d bad rows %s in %s", o.name, sum(skipped.values()), skipped, rows.sources)
+    check_skipped(o, sources, len(keep), skipped)
     if not keep:
-        raise ValueError(f"{', '.join(map(str, sources))}: no valid rows (skipped: {skipped}); check the file and "
+        raise UserInputError(f"{', '.join(map(str, sources))}: no valid rows (skipped: {skipped}); check the file and "
                          f"data.text_field/label_field")
     split_key = _hash([o.loader, [str(s) for s in sources], rows.sources, used.get("categories"), o.label_mode,
                        o.format, o.body_path, o.body_column, o.text_field, o.label_field, o.label_names,
@@ -313,10 +347,15 @@ def load_classification(cfg: Any) -> ClassificationData:
     """Load (or read back from cache) one classification dataset described by the ``data`` config node."""
     t0 = time.perf_counter()
     o = DataOptions.from_cfg(cfg)
+    readers.check_encoding(o.encoding)
+    if not isinstance(o.max_skip_fraction, (int, float)) or not 0 <= o.max_skip_fraction <= 1:
+        raise UserInputError(f"data.max_skip_fraction={o.max_skip_fraction!r} must be a number in [0, 1] (the share "
+                             f"of rows a load may drop as bad; default 0.01)")
     sources = resolve_sources(o)
     cache_dir = Path(o.cache_dir) if o.cache_dir else default_cache_dir(Path(o.root))
-    unused = {"root", "max_len", "glove_path", "glove_projection", "cache_dir", "num_workers", "download"}
-    key = _hash([{k: v for k, v in dataclasses.asdict(o).items() if k not in unused},
+    unused = {"root", "max_len", "glove_path", "glove_projection", "cache_dir", "num_workers", "download",
+              "max_skip_fraction"}
+    key = _hash([{k: v for k, v in drop_defaults(dataclasses.asdict(o)).items() if k not in unused},
                  [readers.file_key(s) for s in sources], _FORMAT_VERSION])
     cache = cache_dir / "encoded" / f"{o.name}-{key}.npz"
     hit = cache.exists()

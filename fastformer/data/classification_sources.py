@@ -9,16 +9,16 @@ import logging
 from pathlib import Path
 
 from fastformer.data import classification_formats as readers
-from fastformer.data.download import ensure_file
+from fastformer.data.download import DataUnavailableError, ensure_file
+from fastformer.data.mind import MIND_PARTS, mind_download_hint
 from fastformer.data.schema import DataOptions
+from fastformer.errors import UserInputError
 
 log = logging.getLogger(__name__)
 
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 IMDB_MD5 = "7c2ac02c03563afcf9b574c7e56c153a"  # as published by torchtext / paddle dataset modules
 AMAZON_URL = "http://snap.stanford.edu/data/amazon/productGraph/categoryFiles/reviews_Electronics_5.json.gz"
-MIND_URL = "https://mind201910{big}.blob.core.windows.net/release/MIND{variant}_{part}.zip"
-MIND_PARTS = {"small": ("train", "dev"), "large": ("train", "dev", "test")}
 IMDB_RATINGS = ["1", "2", "3", "4", "7", "8", "9", "10"]
 _JSON_EXT = (".json", ".json.gz", ".jsonl", ".jsonl.gz")
 
@@ -34,7 +34,7 @@ def _subset(rows: readers.Rows, keep: list[int]) -> readers.Rows:
 
 
 def _missing(key: str):
-    raise ValueError(f"data.{key} is required for loader=text (the record field holding the {key.split('_')[0]})")
+    raise UserInputError(f"data.{key} is required for loader=text (the record field holding the {key.split('_')[0]})")
 
 
 def _first_existing(root: Path, candidates: list[str]) -> Path | None:
@@ -55,7 +55,7 @@ def resolve_sources(o: DataOptions) -> list[Path]:
                                allow_download=o.download)
         files = sorted(p for p in path.iterdir() if p.name.endswith(_JSON_EXT)) if path.is_dir() else [path]
         if not files:
-            raise FileNotFoundError(f"{path}: no *.json/*.json.gz review files inside; see data/README.md")
+            raise DataUnavailableError(f"{path}: no *.json/*.json.gz review files inside; see data/README.md")
         return files
     if o.loader == "imdb":
         if (o.format or "aclimdb") == "diao_json":
@@ -78,16 +78,23 @@ def resolve_sources(o: DataOptions) -> list[Path]:
             if top:
                 return [s for p in top for s in readers.mind_news_sources(p)]
         if o.variant not in MIND_PARTS:
-            raise ValueError(f"data.variant={o.variant!r} is not one of {sorted(MIND_PARTS)}")
-        big = "" if o.variant == "large" else "small"
-        return [ensure_file(path / f"MIND{o.variant}_{part}.zip", allow_download=o.download,
-                            url=MIND_URL.format(big=big, variant=o.variant, part=part))
-                for part in MIND_PARTS[o.variant]]
+            raise UserInputError(f"data.variant={o.variant!r} is not one of {sorted(MIND_PARTS)}")
+        names = [f"MIND{o.variant}_{part}" for part in MIND_PARTS[o.variant]]
+        out = []
+        for name in names:
+            dest = path / f"{name}.zip"
+            try:
+                out.append(ensure_file(dest, allow_download=o.download, url=(o.urls or {}).get(name)))
+            except DataUnavailableError as err:  # the official page and every file to place, not just this one
+                raise DataUnavailableError(f"{str(err).splitlines()[0]}; {mind_download_hint(names, path)}") \
+                    from None
+        return out
     if o.loader == "text":
         if not o.path:
-            raise ValueError("data.path is required for loader=text (a .jsonl/.json/.csv/.tsv file under data.root)")
+            raise UserInputError("data.path is required for loader=text (a .jsonl/.json/.csv/.tsv file under "
+                                 "data.root)")
         return [ensure_file(under(root, o.path), url=None)]
-    raise ValueError(f"data.loader={o.loader!r} is not one of ['amazon', 'imdb', 'mind_topics', 'text']")
+    raise UserInputError(f"data.loader={o.loader!r} is not one of ['amazon', 'imdb', 'mind_topics', 'text']")
 
 
 def _requested(o: DataOptions) -> int:
@@ -98,7 +105,7 @@ def _requested(o: DataOptions) -> int:
 def read_rows(o: DataOptions, sources: list[Path], cache_dir: Path) -> tuple[readers.Rows, list[str] | None, dict]:
     """Rows + fixed label order (None = sorted observed labels) + info fields describing what was used."""
     if o.loader == "amazon":
-        rows = readers.read_amazon(sources, use_summary=o.use_summary)
+        rows = readers.read_amazon(sources, use_summary=o.use_summary, encoding=o.encoding)
         cats_all = sorted(set(rows.groups))
         used, note = cats_all, ""
         if o.categories:
@@ -106,7 +113,7 @@ def read_rows(o: DataOptions, sources: list[Path], cache_dir: Path) -> tuple[rea
             keep = [i for i, g in enumerate(rows.groups) if g.lower().removesuffix("_5") in want]
             if len(keep) >= _requested(o) or not o.fallback_all_categories:
                 if not keep:
-                    raise ValueError(f"data.categories={o.categories}: no rows in {sources}; present: {cats_all}")
+                    raise UserInputError(f"data.categories={o.categories}: no rows in {sources}; present: {cats_all}")
                 rows = _subset(rows, keep)
                 used = sorted(set(rows.groups))
             else:
@@ -120,13 +127,13 @@ def read_rows(o: DataOptions, sources: list[Path], cache_dir: Path) -> tuple[rea
     if o.loader == "imdb":
         if (o.format or "aclimdb") == "diao_json":
             rows = readers.read_table(sources[0], text_field=o.text_field or "review",
-                                      label_field=o.label_field or "rating", fmt="json")
+                                      label_field=o.label_field or "rating", fmt="json", encoding=o.encoding)
             return rows, None, {"data_used": "Diao et al. IMDB 10-class (user-supplied data.json)",
                                 "text_field": o.text_field or "review", "label_field": o.label_field or "rating"}
         if o.format not in (None, "aclimdb") or o.label_mode not in ("rating8", "binary"):
-            raise ValueError(f"data.format={o.format!r}/label_mode={o.label_mode!r}: use aclimdb|diao_json and "
+            raise UserInputError(f"data.format={o.format!r}/label_mode={o.label_mode!r}: use aclimdb|diao_json and "
                              f"rating8|binary")
-        rows = readers.read_aclimdb(sources[0], cache_dir=cache_dir)
+        rows = readers.read_aclimdb(sources[0], cache_dir=cache_dir, encoding=o.encoding)
         if o.label_mode == "binary":
             rows.labels = ["neg" if int(r) <= 4 else "pos" for r in rows.labels]
         kind = "8-class rating" if o.label_mode == "rating8" else "binary polarity"
@@ -135,13 +142,14 @@ def read_rows(o: DataOptions, sources: list[Path], cache_dir: Path) -> tuple[rea
             "label_field": "rating in file name" if o.label_mode == "rating8" else "pos/neg folder"}
     if o.loader == "mind_topics":
         bodies = readers.read_body_file(under(o.root, o.body_path)) if o.body_path else None
-        rows = readers.read_mind_news(sources, bodies=bodies, body_column=o.body_column)
+        rows = readers.read_mind_news(sources, bodies=bodies, body_column=o.body_column, encoding=o.encoding)
         with_body = bodies is not None or o.body_column is not None
         text = "body" if with_body else "title . abstract (no body supplied; the paper classifies bodies)"
         log.info("mind_topics: text = %s", text)
         return rows, None, {"data_used": f"MIND news topics, text = {text}", "text_field": text,
                             "label_field": "category"}
     rows = readers.read_table(sources[0], text_field=o.text_field or _missing("text_field"),
-                              label_field=o.label_field or _missing("label_field"), fmt=o.format)
+                              label_field=o.label_field or _missing("label_field"), fmt=o.format,
+                              encoding=o.encoding)
     return rows, o.label_names, {"data_used": f"{o.name} from {sources[0].name}", "text_field": o.text_field,
                                  "label_field": o.label_field}

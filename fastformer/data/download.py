@@ -26,6 +26,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from fastformer.errors import UserInputError
+
 log = logging.getLogger(__name__)
 _UNREACHABLE: dict[str, str] = {}  # host (or "*": every host) -> why an earlier download could not connect
 
@@ -54,8 +56,8 @@ def _remember_failure(url: str, err: BaseException) -> None:
 _MAGIC = {".gz": b"\x1f\x8b", ".zip": b"PK\x03\x04"}
 
 
-class DataUnavailableError(FileNotFoundError):
-    """A dataset file is missing locally and could not be downloaded."""
+class DataUnavailableError(FileNotFoundError, UserInputError):
+    """A dataset file is missing locally and could not be downloaded (one line: where to get it, where to put it)."""
 
 
 def manual_hint(url: str | None, dest: Path) -> str:

@@ -24,19 +24,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastformer.data.download import DataUnavailableError, ensure_file
+from fastformer.errors import UserInputError
 
 log = logging.getLogger(__name__)
 
 MIND_VERSIONS = ("small", "large", "synthetic")
 MIND_SPLITS = ("train", "dev", "test")
-#: official archives (msnews.github.io); MINDsmall has no test split
-MIND_URLS = {
-    ("small", "train"): "https://mind201910small.blob.core.windows.net/release/MINDsmall_train.zip",
-    ("small", "dev"): "https://mind201910small.blob.core.windows.net/release/MINDsmall_dev.zip",
-    ("large", "train"): "https://mind201910.blob.core.windows.net/release/MINDlarge_train.zip",
-    ("large", "dev"): "https://mind201910.blob.core.windows.net/release/MINDlarge_dev.zip",
-    ("large", "test"): "https://mind201910.blob.core.windows.net/release/MINDlarge_test.zip",
-}
+#: the official archives of each version (MINDsmall has no test split); their download URLs live in the data configs
+#: (``urls`` in configs/data/mind_rec.yaml and mind_topics.yaml), so a moved source is a config edit
+MIND_PARTS = {"small": ("train", "dev"), "large": ("train", "dev", "test")}
+MIND_PAGE = "https://msnews.github.io/"
+
+
+def mind_download_hint(names: list[str], folder: str | Path) -> str:
+    """Where MIND comes from and exactly which files go where (the end of every failed-download line)."""
+    files = ", ".join(f"{n}.zip" for n in names)
+    return (f"MIND is published at {MIND_PAGE} (the blob URLs it listed stopped serving the files, msnews/MIND#17): "
+            f"get {files} from there and place {'them' if len(names) > 1 else 'it'} in {Path(folder).resolve()}/ "
+            f"(zips are read in place), or set data.urls.<name> in the data config to a working copy")
 
 
 @dataclass
@@ -109,7 +114,7 @@ def _rows(lines: Iterable[str], n_fields: int, what: str) -> Iterator[list[str]]
         if not row or row == [""]:
             continue
         if len(row) < 2:
-            raise ValueError(f"{what} line {lineno}: expected tab-separated fields, got {row[0][:60]!r}")
+            raise UserInputError(f"{what} line {lineno}: expected tab-separated fields, got {row[0][:60]!r}")
         yield row + [""] * (n_fields - len(row))
 
 
@@ -132,7 +137,7 @@ def parse_impressions(field_: str, *, what: str = "behaviors.tsv") -> tuple[list
         else:
             ids.append(tok)
     if labels and len(labels) != len(ids):
-        raise ValueError(f"{what}: impression list mixes labelled and unlabelled ids: {field_[:80]!r}")
+        raise UserInputError(f"{what}: impression list mixes labelled and unlabelled ids: {field_[:80]!r}")
     return ids, (labels if labels else None)
 
 
@@ -151,9 +156,9 @@ def read_behaviors(lines: Iterable[str], *, what: str = "behaviors.tsv") -> tupl
 def split_path(root: str | Path, *, version: str, split: str) -> Path | None:
     """The folder or zip holding ``MIND<version>_<split>`` under ``root``, or None when absent."""
     if version not in MIND_VERSIONS:
-        raise ValueError(f"data.version={version!r} is not one of {list(MIND_VERSIONS)}")
+        raise UserInputError(f"data.version={version!r} is not one of {list(MIND_VERSIONS)}")
     if split not in MIND_SPLITS:
-        raise ValueError(f"MIND split {split!r} is not one of {list(MIND_SPLITS)}")
+        raise UserInputError(f"MIND split {split!r} is not one of {list(MIND_SPLITS)}")
     root = Path(root)
     for cand in (root / f"MIND{version}_{split}", root / "mind" / f"MIND{version}_{split}"):
         if (cand / "behaviors.tsv").is_file():
@@ -173,8 +178,9 @@ def _open_member(src: Path, name: str) -> io.TextIOBase:
     return io.TextIOWrapper(zf.open(min(members, key=len)), encoding="utf-8", newline="")
 
 
-def ensure_split(root: str | Path, *, version: str, split: str, download: bool = False) -> Path:
-    """Locate (with ``download=True``: fetch the official zip) a split; raise one actionable line when absent."""
+def ensure_split(root: str | Path, *, version: str, split: str, download: bool = False,
+                 urls: dict[str, str] | None = None) -> Path:
+    """Locate (with ``download=True``: fetch the zip from ``urls[name]``) a split; one actionable line when absent."""
     found = split_path(root, version=version, split=split)
     if found is not None:
         return found
@@ -183,33 +189,37 @@ def ensure_split(root: str | Path, *, version: str, split: str, download: bool =
         raise DataUnavailableError(f"{name} not found under data root {root}: run "
                                    f"`python scripts/make_synthetic_mind.py --out {root}` "
                                    "(or keep data.synthetic.auto_generate=true)")
-    url = MIND_URLS.get((version, split))
-    if url is None:
+    if split not in MIND_PARTS[version]:
         raise DataUnavailableError(f"MIND{version} has no {split} split (official splits: "
-                                   f"{[s for v, s in MIND_URLS if v == version]}); e.g. set data.test_split=dev")
-    return ensure_file(Path(root) / f"{name}.zip", url=url, allow_download=download)
+                                   f"{list(MIND_PARTS[version])}); e.g. set data.test_split=dev")
+    try:
+        return ensure_file(Path(root) / f"{name}.zip", url=(urls or {}).get(name), allow_download=download)
+    except DataUnavailableError as err:
+        raise DataUnavailableError(f"{str(err).splitlines()[0]}; {mind_download_hint([name], root)}") from None
 
 
 def load_split(root: str | Path, *, version: str, split: str, download: bool = False,
-               drop_unknown: bool = True) -> MindSplit:
+               drop_unknown: bool = True, urls: dict[str, str] | None = None) -> MindSplit:
     """Load one split (news + impressions); unknown news ids are dropped and counted unless ``drop_unknown=False``."""
-    src = ensure_split(root, version=version, split=split, download=download)
+    src = ensure_split(root, version=version, split=split, download=download, urls=urls)
     name = f"MIND{version}_{split}"
     with _open_member(src, "news.tsv") as f:
         news = read_news(f, what=f"{src}/news.tsv")
     if not news:
-        raise ValueError(f"{src}/news.tsv: 0 news rows; a MIND split needs >= 1 (news_id<TAB>category<TAB>subcategory"
+        raise UserInputError(f"{src}/news.tsv: 0 news rows; a MIND split needs >= 1 (news_id<TAB>category<TAB>"
+                             f"subcategory"
                          f"<TAB>title<TAB>abstract...). Fix: re-extract or re-download {name}")
     with _open_member(src, "behaviors.tsv") as f:
         imps, stats = read_behaviors(f, what=f"{src}/behaviors.tsv")
     if not imps:
-        raise ValueError(f"{src}/behaviors.tsv: 0 impressions; a MIND split needs >= 1 (impression_id<TAB>user_id"
+        raise UserInputError(f"{src}/behaviors.tsv: 0 impressions; a MIND split needs >= 1 (impression_id<TAB>user_id"
                          f"<TAB>time<TAB>history<TAB>N1-1 N2-0 ...). Fix: re-extract or re-download {name}")
     out = MindSplit(name=name, news=news, impressions=imps, stats=stats, source=str(src))
     if drop_unknown:
         out.drop_unknown()
         if not out.impressions:
-            raise ValueError(f"{src}/behaviors.tsv: all {len(imps)} impressions dropped: none of their candidate news "
+            raise UserInputError(f"{src}/behaviors.tsv: all {len(imps)} impressions dropped: none of their candidate "
+                                 f"news "
                              f"ids is in {src}/news.tsv ({len(news)} news); >= 1 impression must remain. Fix: use the "
                              f"news.tsv of the same split")
     return out

@@ -15,21 +15,54 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
 from fastformer.data.mind import MindSplit, load_split, split_path
+from fastformer.data.schema import options_from_cfg
 from fastformer.data.synthetic_mind import make_synthetic_mind
 from fastformer.data.text import Vocab, get_tokenizer, glove_init
 from fastformer.utils import atomic_path
 
 log = logging.getLogger(__name__)
 _SPLIT_KEYS = {"train": "train_split", "val": "val_split", "test": "test_split", "predict": "predict_split"}
+
+
+@dataclass(kw_only=True)
+class MindRecOptions:
+    """The newsrec ``data`` config node (configs/data/mind_rec.yaml documents each key); also the config schema's
+    ``data`` keys for task=newsrec (fastformer/config_schema.py), so the two cannot drift."""
+    name: str = "mind_rec"
+    root: str = field(default_factory=lambda: os.environ.get("DATA_ROOT", "data"))
+    version: str = "synthetic"                  # synthetic | small | large
+    download: bool = False
+    urls: dict[str, str] | None = None          # archive name (MINDlarge_train) -> download URL
+    train_split: str = "train"
+    val_split: str = "dev"
+    test_split: str = "test"
+    predict_split: str | None = None
+    max_train_impressions: int | None = None
+    max_eval_impressions: int | None = None
+    max_history: int = 50
+    max_title_len: int = 48
+    tokenizer: str = "regex"
+    max_vocab: int | None = None
+    vocab_min_freq: int = 1
+    glove_path: str | None = None
+    seed: int = 0
+    synthetic: dict[str, Any] | None = None     # fastformer/data/synthetic_mind.py options (+ auto_generate, news_tsv)
+
+    @classmethod
+    def from_cfg(cls, cfg: Any) -> MindRecOptions:
+        return options_from_cfg(cls, cfg, example="mind_rec")
+
+    def split(self, key: str) -> str | None:
+        return getattr(self, key)
 
 
 @dataclass
@@ -53,13 +86,13 @@ class MindRecData:
         return table
 
 
-def _synthetic_root(d: Any, cache_dir: str | None) -> tuple[Path, str]:
+def _synthetic_root(d: MindRecOptions, cache_dir: str | None) -> tuple[Path, str]:
     """Root holding MINDsynthetic_* (data.root if there, else generated into the cache) and a description."""
-    splits = [d[k] for k in _SPLIT_KEYS.values() if d.get(k)]
+    splits = [d.split(k) for k in _SPLIT_KEYS.values() if d.split(k)]
     if all(split_path(d.root, version="synthetic", split=s) for s in splits):
         info = Path(split_path(d.root, version="synthetic", split=splits[0])) / "synthetic_info.json"
         return Path(d.root), json.loads(info.read_text())["data_used"] if info.exists() else "synthetic MIND"
-    s = OmegaConf.to_container(d.synthetic, resolve=True)
+    s = dict(d.synthetic or {})
     if not s.pop("auto_generate", True):
         load_split(d.root, version="synthetic", split=splits[0])  # raises the actionable "not found" error
     news_tsv = s.pop("news_tsv", None)
@@ -117,35 +150,35 @@ def _cap(imps: list, n: int | None, seed: int) -> list:
     return [imps[i] for i in keep]
 
 
-def _tokenize(titles: list[str], train_titles: list[str], d: Any, model: Any) -> tuple[torch.Tensor, torch.Tensor,
-                                                                                       Vocab | None, int, str]:
+def _tokenize(titles: list[str], train_titles: list[str], d: MindRecOptions,
+              model: Any) -> tuple[torch.Tensor, torch.Tensor, Vocab | None, int, str]:
     L = int(d.max_title_len)
     if model is not None and model.get("news_encoder", "mixer") == "hf":
         from transformers import AutoTokenizer
         tok = AutoTokenizer.from_pretrained(model.hf_path)
         enc = tok(titles, truncation=True, max_length=L, padding="max_length", return_tensors="pt")
         return enc["input_ids"].to(torch.int32), enc["attention_mask"].bool(), None, len(tok), f"hf:{model.hf_path}"
-    split = get_tokenizer(d.get("tokenizer", "regex"))
-    vocab = Vocab.build((split(t) for t in train_titles), max_size=d.get("max_vocab"),
-                        min_freq=int(d.get("vocab_min_freq", 1)))
+    split = get_tokenizer(d.tokenizer)
+    vocab = Vocab.build((split(t) for t in train_titles), max_size=d.max_vocab, min_freq=int(d.vocab_min_freq))
     tokens = torch.zeros(len(titles), L, dtype=torch.int32)  # (N + 1, L)
     for i, t in enumerate(titles):
         ids = vocab.encode(split(t))[:L]
         tokens[i, :len(ids)] = torch.tensor(ids, dtype=torch.int32)
-    return tokens, tokens != 0, vocab, len(vocab), d.get("tokenizer", "regex")
+    return tokens, tokens != 0, vocab, len(vocab), d.tokenizer
 
 
 def load_mind_rec(d: Any, *, model: Any = None, cache_dir: str | None = None) -> MindRecData:
     """Load train/val/test (and optional predict) splits of ``data.version`` and index them (module docstring)."""
+    d = MindRecOptions.from_cfg(d)
     if d.version == "synthetic":
         root, used = _synthetic_root(d, cache_dir)
     else:
         root, used = Path(d.root), f"real MIND{d.version}"
     splits: dict[str, MindSplit] = {}
     for role, key in _SPLIT_KEYS.items():
-        if d.get(key):
-            splits[role] = load_split(root, version=d.version, split=d[key], download=bool(d.get("download", False)),
-                                      drop_unknown=role != "predict")
+        if d.split(key):
+            splits[role] = load_split(root, version=d.version, split=d.split(key), download=bool(d.download),
+                                      drop_unknown=role != "predict", urls=d.urls)
     news_ids, row = [""], {}
     for sp in splits.values():
         for nid in sp.news:
@@ -158,9 +191,9 @@ def load_mind_rec(d: Any, *, model: Any = None, cache_dir: str | None = None) ->
     H, hist_index, user_hist = int(d.max_history), {}, []
     impressions: dict[str, list[dict]] = {}
     for role, sp in splits.items():
-        cap = d.get("max_train_impressions") if role == "train" else d.get("max_eval_impressions")
+        cap = d.max_train_impressions if role == "train" else d.max_eval_impressions
         out = []
-        for imp in _cap(sp.impressions, cap, int(d.get("seed", 0))):
+        for imp in _cap(sp.impressions, cap, int(d.seed)):
             h = tuple(row[n] for n in imp.history if n in row)[-H:] if H > 0 else ()
             if h not in hist_index:
                 hist_index[h] = len(user_hist)
@@ -187,4 +220,4 @@ def load_mind_rec(d: Any, *, model: Any = None, cache_dir: str | None = None) ->
             "splits": {role: sp.summary() for role, sp in splits.items()}}
     log.info("MIND rec data: %s", {k: v for k, v in info.items() if k != "splits"})
     return MindRecData(tokens=tokens, mask=mask, news_ids=news_ids, user_hist=user_hist, impressions=impressions,
-                       train_ctr=ctr, vocab=vocab, vocab_size=vocab_size, info=info, glove_path=d.get("glove_path"))
+                       train_ctr=ctr, vocab=vocab, vocab_size=vocab_size, info=info, glove_path=d.glove_path)

@@ -42,14 +42,38 @@ Probes (``PROBES``):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from fastformer.data.schema import options_from_cfg
+
 PAD, BLANK, IGNORE = 0, 1, -100
 SPLITS = {"train": 0, "val": 1, "test": 2}
+
+
+@dataclass(kw_only=True)
+class ProbeOptions:
+    """The probe ``data`` config node (configs/data/probe_*.yaml document each key); also the config schema's ``data``
+    keys for task=probe (fastformer/config_schema.py), so the two cannot drift."""
+    name: str
+    probe: str                                  # a key of PROBES
+    seq_len: int
+    n_train: int
+    n_eval: int
+    data_seed: int = 0
+    params: dict[str, Any] = field(default_factory=dict)   # the generator's keyword arguments
+    fresh_per_epoch: bool = False
+    run_tag: str = ""                           # appended to run dirs / table keys (e.g. the number of pairs)
+
+    @classmethod
+    def from_cfg(cls, cfg: Any) -> ProbeOptions:
+        o = options_from_cfg(cls, cfg, required=("name", "probe", "seq_len", "n_train", "n_eval"), example="...")
+        o.params = dict(o.params or {})
+        return o
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,17 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import random
 import re
 import sys
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from fastformer.data.schema import options_from_cfg
+from fastformer.errors import UserInputError
 
 SPLITS = ("train", "validation", "test")
 EXTENSIONS = (".csv", ".jsonl", ".json", ".parquet")
@@ -47,6 +51,39 @@ _SPLIT_ALIASES = {"train": ("train",), "validation": ("validation", "valid", "va
 _TAG = re.compile(r"</?S>")
 # sentence boundary: ., ! or ? (optionally followed by a closing quote/bracket) then whitespace
 _SENT_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+")
+
+
+@dataclass(kw_only=True)
+class SummarizationOptions:
+    """The summarization ``data`` config node (configs/data/cnndm.yaml, pubmed.yaml document each key); also the config
+    schema's ``data`` keys for task=summarization (fastformer/config_schema.py), so the two cannot drift."""
+    name: str
+    root: str = field(default_factory=lambda: os.environ.get("DATA_ROOT", "data"))
+    subdir: str = ""                            # folder under root: cnn_dailymail | pubmed
+    files: Any = None                           # None | a file name | {train: .., validation: .., test: ..}
+    sample_file: str | None = None              # the real sample the quick preset reads (data.files=${.sample_file})
+    download: bool = False
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    split_seed: int = 0
+    max_train: int | None = None
+    max_eval: int | None = None
+    max_src_len: int = 2048
+    max_tgt_len: int = 128
+    vocab_size: int = 32000
+    vocab_train_docs: int | None = None
+    cache_dir: str | None = None
+
+    @classmethod
+    def from_cfg(cls, cfg: Any) -> SummarizationOptions:
+        return options_from_cfg(cls, cfg, required=("name", "subdir"), example="cnndm")
+
+    def load(self, layout: str = "auto") -> tuple[dict[str, list[Example]], dict[str, str]]:
+        """:func:`load_summarization` with these options."""
+        return load_summarization(root=self.root, subdir=self.subdir, files=self.files,
+                                  val_fraction=float(self.val_fraction), test_fraction=float(self.test_fraction),
+                                  split_seed=int(self.split_seed), layout=layout, download=bool(self.download),
+                                  limit={"train": self.max_train, "validation": self.max_eval, "test": self.max_eval})
 
 
 @dataclass(frozen=True)
@@ -72,7 +109,8 @@ def detect_layout(record: Mapping[str, Any], path: Path | str = "<record>") -> s
         return "cohan"
     if {"article", "abstract"} <= keys:
         return "ccdv"
-    raise ValueError(f"{path}: unknown summarization layout with fields {sorted(keys)}; expected article+highlights "
+    raise UserInputError(f"{path}: unknown summarization layout with fields {sorted(keys)}; expected "
+                         "article+highlights "
                      "(CNN/DM), article+abstract (ccdv PubMed) or article_text+abstract_text (Cohan)")
 
 
@@ -96,7 +134,7 @@ def to_example(record: Mapping[str, Any], layout: str) -> Example:
         pieces = abstract if isinstance(abstract, (list, tuple)) else _TAG.split(str(abstract))
         target = "\n".join(p for p in (_TAG.sub(" ", str(x)).strip() for x in pieces) if p)
     else:
-        raise ValueError(f"unknown layout {layout!r}; expected one of ['cnndm', 'ccdv', 'cohan']")
+        raise UserInputError(f"unknown layout {layout!r}; expected one of ['cnndm', 'ccdv', 'cohan']")
     return Example(source=_as_text(source, " ").strip(), target=target, id=str(rid))
 
 
@@ -113,7 +151,7 @@ def iter_records(path: Path) -> Iterator[dict]:
         yield from frame.to_dict(orient="records")
         return
     if not (stem.endswith(".jsonl") or stem.endswith(".json")):
-        raise ValueError(f"{path}: unsupported file type; use one of {list(EXTENSIONS)} (optionally .gz)")
+        raise UserInputError(f"{path}: unsupported file type; use one of {list(EXTENSIONS)} (optionally .gz)")
     opener = gzip.open if name.endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8") as f:
         head = f.read(1)
@@ -136,17 +174,29 @@ def read_file(path: Path | str, *, layout: str = "auto", limit: int | None = Non
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"summarization data file {path} does not exist")
+        from fastformer.data.download import DataUnavailableError
+        raise DataUnavailableError(f"summarization data file {path} does not exist")
     out: list[Example] = []
     records = 0
-    for record in iter_records(path):
-        records += 1
-        lay = detect_layout(record, path) if layout == "auto" else layout
-        ex = to_example(record, lay)
-        if ex.source and ex.target:
-            out.append(ex)
-        if limit is not None and len(out) >= limit:
-            break
+    try:
+        for record in iter_records(path):
+            records += 1
+            if not isinstance(record, Mapping):
+                raise UserInputError(f"{path}: record {records} is a {type(record).__name__}, not an object with "
+                                     f"article/summary fields")
+            lay = detect_layout(record, path) if layout == "auto" else layout
+            ex = to_example(record, lay)
+            if ex.source and ex.target:
+                out.append(ex)
+            if limit is not None and len(out) >= limit:
+                break
+    except UserInputError:
+        raise
+    except Exception as err:  # bad JSON line, not gzip, truncated stream, not UTF-8, unparsable CSV/Parquet, ...
+        from fastformer.data.classification_formats import sniff
+        why = f"{type(err).__name__}: {err}".splitlines()[0][:160]
+        raise UserInputError(f"{path}: cannot be read after {records} records ({why}); the file holds "
+                             f"{sniff(path)}; fix or replace it (csv/jsonl/json/parquet, optionally .gz)") from None
     if stats is not None:
         stats.update(records=records, dropped=records - len(out))
     return out
@@ -172,7 +222,8 @@ def discover_files(folder: Path, files: str | Mapping[str, str] | None) -> dict[
     if isinstance(files, Mapping):
         bad = sorted(set(files) - set(SPLITS))
         if bad or "train" not in files:
-            raise ValueError(f"data.files keys must include 'train' and be among {list(SPLITS)}; got {sorted(files)}")
+            raise UserInputError(f"data.files keys must include 'train' and be among {list(SPLITS)}; got "
+                                 f"{sorted(files)}")
         return {k: folder / v for k, v in files.items() if v}
     candidates = sorted(p for p in folder.iterdir() if _is_data_file(p)) if folder.is_dir() else []
     named = {}
@@ -186,7 +237,7 @@ def discover_files(folder: Path, files: str | Mapping[str, str] | None) -> dict[
         return {"all": candidates[0]}
     if not candidates:
         raise FileNotFoundError(f"no summarization data files in {folder}")
-    raise ValueError(f"{folder} holds several data files and none is named train*: "
+    raise UserInputError(f"{folder} holds several data files and none is named train*: "
                      f"{[p.name for p in candidates]}; set data.files to one of them (seeded split) or to "
                      "{train: ..., validation: ..., test: ...}")
 
@@ -230,7 +281,7 @@ def seeded_split(examples: list[Example], *, val_fraction: float, test_fraction:
                  seed: int) -> dict[str, list[Example]]:
     """Shuffle with ``seed`` and cut into train/validation/test (each non-empty when there are >= 3 examples)."""
     if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
-        raise ValueError(f"data.val_fraction={val_fraction}, data.test_fraction={test_fraction} must be in [0, 1) "
+        raise UserInputError(f"data.val_fraction={val_fraction}, data.test_fraction={test_fraction} must be in [0, 1) "
                          "and sum to < 1")
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)
@@ -253,19 +304,20 @@ def docs_needed(val_fraction: float, test_fraction: float) -> int | None:
 
 def _empty_split_error(split: str, *, folder: Path, found: dict[str, Path], counts: dict[str, dict],
                        splits: dict[str, list[Example]], limit: dict, val_fraction: float,
-                       test_fraction: float) -> ValueError:
+                       test_fraction: float) -> UserInputError:
     """The one-line error for an empty split: the file, how many usable documents it had, how many were needed."""
     got = ", ".join(f"{s}={len(splits[s])}" for s in SPLITS)
     if limit.get(split) is not None and int(limit[split]) < 1:
         key = "max_train" if split == "train" else "max_eval"
-        return ValueError(f"{folder}: data.{key}={limit[split]} leaves {split} empty ({got}); every split needs >= 1 "
+        return UserInputError(f"{folder}: data.{key}={limit[split]} leaves {split} empty ({got}); every split needs "
+                              f">= 1 "
                           f"document: set it >= 1, or null for no cap")
     if split in found:  # the split's own file
         path, c = found[split], counts[split]
         what = ("holds no records" if not c["records"] else
                 f"has 0 usable {split} documents (all {c['records']} records have an empty source or target)")
         carve = f", or leave {split} out of data.files to carve it from train" if split != "train" else ""
-        return ValueError(f"{path}: the file {what}; every split needs >= 1 document. Fix: fill the file with "
+        return UserInputError(f"{path}: the file {what}; every split needs >= 1 document. Fix: fill the file with "
                           f"article + summary records (see the layouts in fastformer/data/summarization.py){carve}")
     src = "all" if "all" in found else "train"  # carved from this file
     path, c = found[src], counts[src]
@@ -274,12 +326,12 @@ def _empty_split_error(split: str, *, folder: Path, found: dict[str, Path], coun
     zero = [s for s, f in fractions.items() if f <= 0]
     if split in zero:
         key = "val_fraction" if split == "validation" else "test_fraction"
-        return ValueError(f"{path}: data.{key}=0 leaves {split} empty ({got}); set data.{key} > 0, or give a "
+        return UserInputError(f"{path}: data.{key}=0 leaves {split} empty ({got}); set data.{key} > 0, or give a "
                           f"{split} file in data.files")
     need = docs_needed(fractions.get("validation", 0.0), fractions.get("test", 0.0))
     n = c["records"] - c["dropped"]
     keys = ", ".join(f"data.{'val' if s == 'validation' else 'test'}_fraction={f}" for s, f in fractions.items())
-    return ValueError(f"{path}: only {n} usable document{'s' * (n != 1)} ({c['dropped']} of {c['records']} records "
+    return UserInputError(f"{path}: only {n} usable document{'s' * (n != 1)} ({c['dropped']} of {c['records']} records "
                       f"dropped for an empty source or target), but {keys} need at least {need} documents for "
                       f"{'/'.join(['train', *fractions])} to get >= 1 each (got {got}). Fix: add documents to the "
                       f"file, or give validation/test files in data.files")
@@ -308,7 +360,7 @@ def load_summarization(*, root: str | Path, subdir: str, files: str | Mapping[st
         found = discover_files(folder, files)
     for p in found.values():
         if not p.is_file():
-            raise FileNotFoundError(f"data file {p} does not exist; fix data.files or put it there "
+            raise DataUnavailableError(f"data file {p} does not exist; fix data.files or put it there "
                                     f"({SOURCES.get(subdir, '')})")
     limit = dict(limit or {})
     counts: dict[str, dict] = {k: {} for k in found}  # per file: records read, dropped (for the empty-split error)

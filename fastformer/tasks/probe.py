@@ -20,10 +20,9 @@ import logging
 
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from torch import nn
 
-from fastformer.data.probes import IGNORE, ProbeDataset, probe_info
+from fastformer.data.probes import IGNORE, ProbeDataset, ProbeOptions, probe_info
 from fastformer.models.classifier import TextClassifier
 from fastformer.tasks.base import Task
 
@@ -63,12 +62,12 @@ class ProbeTask(Task):
     name = "probe"
 
     def setup(self) -> None:
-        d = self.cfg.data
+        d = self.opts = ProbeOptions.from_cfg(self.cfg.data)  # the loader's options: one definition (config schema)
         self.kind, self.seq_len = str(d.probe), int(d.seq_len)
-        self.params = OmegaConf.to_container(d.params, resolve=True) if d.get("params") else {}
+        self.params = d.params
         self.info = probe_info(self.kind, **self.params)
         sizes = {"train": int(d.n_train), "val": int(d.n_eval), "test": int(d.n_eval)}
-        self.fresh = bool(d.get("fresh_per_epoch", False))
+        self.fresh = bool(d.fresh_per_epoch)
         self._splits = {s: ProbeDataset(self.kind, seq_len=self.seq_len, n_samples=n, seed=int(d.data_seed),
                                         split=s, **self.params) for s, n in sizes.items()}
         log.info("probe %s: seq_len=%d params=%s sizes=%s", self.kind, self.seq_len, self.params, sizes)
@@ -81,7 +80,7 @@ class ProbeTask(Task):
         (never the same sequence twice: the models cannot memorise a fixed set); otherwise the same set every epoch."""
         if not self.fresh or epoch == 0:
             return self.dataset("train")
-        d = self.cfg.data
+        d = self.opts
         return ProbeDataset(self.kind, seq_len=self.seq_len, n_samples=int(d.n_train), seed=int(d.data_seed),
                             split="train", start=epoch * int(d.n_train), **self.params)
 

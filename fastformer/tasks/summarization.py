@@ -14,11 +14,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from torch.utils.data import Dataset
 
 from fastformer.data.subword import BOS, EOS, PAD, SubwordVocab, cached_bpe
-from fastformer.data.summarization import Example, load_summarization
+from fastformer.data.summarization import Example, SummarizationOptions
 from fastformer.metrics.rouge import lead_baseline, rouge
 from fastformer.models.generate import generate
 from fastformer.models.seq2seq import Seq2Seq
@@ -62,17 +61,12 @@ class SummarizationTask(Task):
     name = "summarization"
 
     def setup(self) -> None:
-        d = self.cfg.data
-        files = OmegaConf.to_container(d.files, resolve=True) if OmegaConf.is_config(d.files) else d.files
-        self.splits, self.file_info = load_summarization(
-            root=d.root, subdir=d.subdir, files=files, val_fraction=float(d.val_fraction),
-            test_fraction=float(d.test_fraction), split_seed=int(d.split_seed),
-            limit={"train": d.get("max_train"), "validation": d.get("max_eval"), "test": d.get("max_eval")},
-            download=bool(d.get("download", False)))
+        d = SummarizationOptions.from_cfg(self.cfg.data)  # the loader's options: one definition (config schema too)
+        self.splits, self.file_info = d.load()
         train = self.splits["train"]
-        n_vocab_docs = d.get("vocab_train_docs") or len(train)
+        n_vocab_docs = d.vocab_train_docs or len(train)
         texts = [t for ex in train[:n_vocab_docs] for t in (ex.source, ex.target)]
-        self.vocab, self.vocab_path = cached_bpe(texts, vocab_size=int(d.vocab_size), cache_dir=d.get("cache_dir"))
+        self.vocab, self.vocab_path = cached_bpe(texts, vocab_size=int(d.vocab_size), cache_dir=d.cache_dir)
         self.max_src, self.max_tgt = int(d.max_src_len), int(d.max_tgt_len)
         ds = {s: SummaryDataset(exs, self.vocab, max_src=self.max_src, max_tgt=self.max_tgt)
               for s, exs in self.splits.items()}

@@ -17,6 +17,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, RandomSampler
 
+from fastformer.data.schema import drop_defaults
+from fastformer.errors import UserInputError
 from fastformer.mixers import implementation_report
 from fastformer.ops import cpu_dropout, set_cpu_dropout
 from fastformer.tasks.base import Task, build_loader, to_device
@@ -50,6 +52,8 @@ def config_hash(cfg: DictConfig) -> str:
     for k in ("progress_bar", "resume", "stop_after_epochs", "device", "num_workers"):
         c.get("trainer", {}).pop(k, None)
     c.get("data", {}).pop("cache_dir", None)  # where caches live does not change the run
+    if isinstance(c.get("data"), dict):  # download URLs; options added later, at their defaults (same hash as before)
+        c["data"] = drop_defaults(c["data"])
     return hashlib.sha1(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -58,6 +62,20 @@ def run_row(cfg: DictConfig) -> dict[str, Any]:
     return {"task": cfg.task.name, "dataset": cfg.data.get("name"), "mixer": cfg.model.mixer.name,
             "variant": cfg.get("variant") or cfg.model.mixer.name, "experiment": cfg.get("experiment_name"),
             "seed": int(cfg.seed), "preset": cfg.get("preset_name")}
+
+
+#: divergence criterion: a run stops when the mean training loss of the epoch so far (checked every 10 steps and at
+#: the epoch's end) exceeds DIVERGE_FACTOR x max(first step's loss, 1). The first step's loss is the untrained model's
+#: (about log(n_classes) for classification), so a healthy run stays far below it; optimizer.lr=10 reaches thousands.
+DIVERGE_FACTOR = 10.0
+
+
+class CheckpointError(RuntimeError, UserInputError):
+    """checkpoints/last.pt cannot be resumed from (unreadable, or written by another config)."""
+
+
+class TrainingDivergedError(FloatingPointError, UserInputError):
+    """The training loss became NaN/inf or diverged (see :data:`DIVERGE_FACTOR`)."""
 
 
 def _mean(values: list[float]) -> float | None:
@@ -85,14 +103,15 @@ class Trainer:
             torch.cuda.set_device(self.device)
         prec = self.tc.precision if self.tc.precision != "auto" else ("bf16" if self.device.type == "cuda" else "fp32")
         if prec not in ("fp32", "bf16", "fp16"):
-            raise ValueError(f"trainer.precision={prec!r} is not one of ['auto', 'fp32', 'bf16', 'fp16']")
+            raise UserInputError(f"trainer.precision={prec!r} is not one of ['auto', 'fp32', 'bf16', 'fp16']")
         self.precision = prec
         set_cpu_dropout(str(self.tc.get("cpu_dropout", "torch")))  # fastformer/ops.py
         if self.tc.get("threads"):  # parallel sweep jobs x threads <= cores (the cpu preset: 2 jobs x 1 thread)
             torch.set_num_threads(int(self.tc.threads))
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(prec)
         if cfg.get("predict") and not task.can_predict():
-            raise ValueError(f"predict=true: task {cfg.task.name!r} has no prediction-file writer; set predict=false")
+            raise UserInputError(f"predict=true: task {cfg.task.name!r} has no prediction-file writer; set "
+                                 f"predict=false")
         self._eval_loaders: dict[str, DataLoader] = {}
         self.shard_eval = self.ddp and task.shards_evaluation()
         self.eval_shards = self.world if self.shard_eval else 1  # recorded in metrics.json
@@ -162,6 +181,16 @@ class Trainer:
         model.train()
         return {k: float(v) for k, v in out.items()}
 
+    def _check_divergence(self, mean_loss: float, first_loss: float, epoch: int, step: int) -> None:
+        """Stop with one line when the epoch's mean training loss so far passes the :data:`DIVERGE_FACTOR` bound."""
+        bound = DIVERGE_FACTOR * max(first_loss, 1.0)
+        if mean_loss > bound:
+            raise TrainingDivergedError(
+                f"training diverged: mean loss {mean_loss:.4g} over epoch {epoch + 1}'s first {step + 1} steps is "
+                f"> {DIVERGE_FACTOR:g} x max(first step's loss {first_loss:.4g}, 1) = {bound:.4g} (optimizer.lr="
+                f"{self.cfg.optimizer.get('lr')}); lower optimizer.lr or set trainer.grad_clip (run dir "
+                f"{self.run_dir})")
+
     def _save(self, name: str, state: dict) -> None:
         if self.rank == 0:
             atomic_torch_save(state, self.ckpt_dir / name)
@@ -179,10 +208,17 @@ class Trainer:
         state = {"epoch": 0, "history": [], "best": None, "best_epoch": None, "train_time": 0.0, "train_tokens": 0}
         last = self.ckpt_dir / "last.pt"
         if last.exists() and self.tc.get("resume", True):
-            ck = torch.load(last, map_location=self.device, weights_only=False)
+            try:
+                ck = torch.load(last, map_location=self.device, weights_only=False)
+                if not isinstance(ck, dict) or not {"model", "optimizer", "state"} <= set(ck):
+                    raise ValueError(f"a {type(ck).__name__} without model/optimizer/state")
+            except Exception as err:  # truncated (kill during a copy, full disk), not a checkpoint at all, ...
+                why = f"{type(err).__name__}: {err}".splitlines()[0][:160]
+                raise CheckpointError(f"{last}: cannot resume from this checkpoint, it is truncated or corrupt "
+                                      f"({why}); delete it or trainer.resume=false to start the run over") from None
             if ck.get("config_hash") != config_hash(self.cfg):
-                raise RuntimeError(f"{last} belongs to a run with a different config; delete {self.run_dir} or "
-                                   "choose another hydra.run.dir (or set trainer.resume=false to start over)")
+                raise CheckpointError(f"{last} belongs to a run with a different config; delete {self.run_dir} or "
+                                      "choose another hydra.run.dir (or set trainer.resume=false to start over)")
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
             if ck.get("scaler") is not None:
@@ -219,9 +255,12 @@ class Trainer:
                 with self._autocast():
                     loss, n_tok = self.task.training_step(train_model, batch)
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"loss is {loss.item()} at epoch {epoch + 1} step {step}; lower optimizer.lr, set "
-                        f"trainer.grad_clip or trainer.precision=fp32 (run dir {self.run_dir})")
+                    raise TrainingDivergedError(
+                        f"training loss is {loss.item()} at epoch {epoch + 1} step {step} (optimizer.lr="
+                        f"{self.cfg.optimizer.get('lr')}); lower optimizer.lr, set trainer.grad_clip or "
+                        f"trainer.precision=fp32 (run dir {self.run_dir})")
+                if state.get("first_loss") is None:
+                    state["first_loss"] = loss.item()
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 if self.tc.get("grad_clip"):
@@ -231,6 +270,8 @@ class Trainer:
                 scaler.update()
                 tokens += int(n_tok)
                 loss_sum += loss.item()
+                if not self.ddp and ((step + 1) % 10 == 0 or step + 1 == n_batches):
+                    self._check_divergence(loss_sum / (step + 1), state["first_loss"], epoch, step)
                 gstep = epoch * n_batches + step
                 if step % int(self.tc.get("log_every", 50)) == 0:
                     self.logger.log({"train/loss": loss.item(), "train/epoch": epoch + step / n_batches}, gstep)
@@ -242,6 +283,10 @@ class Trainer:
             dt = time.perf_counter() - t0
             # every rank's tokens count (throughput of the whole job); the loss is the mean over ranks' steps
             tokens_all, loss_sum = all_reduce_sum([tokens, loss_sum / self.world], self.device)
+            if self.ddp and state.get("first_loss") is not None:  # all ranks decide on the same numbers (one rank
+                # raising alone would hang the others)
+                first_all, = all_reduce_sum([state["first_loss"] / self.world], self.device)
+                self._check_divergence(loss_sum / max(n_batches, 1), float(first_all), epoch, n_batches - 1)
             tokens = int(tokens_all)
             state["train_time"] += dt
             state["train_tokens"] += tokens
