@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 from torch.utils.data import Dataset
 
 from fastformer.data.subword import BOS, EOS, PAD, SubwordVocab, cached_bpe
