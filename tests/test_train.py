@@ -173,3 +173,4 @@ def test_reproduce_table_cpu_preset_tiny(fixture_root, tmp_path):
     fast_row = next(line for line in imdb.splitlines() if line.startswith("| Fastformer | "))
     assert re.search(r"[+-]\d+\.\d\d \[[+-]\d+\.\d\d, [+-]\d+\.\d\d\]", fast_row) and "| 2 |" in fast_row
     assert "**IMDB:** resolved (95% interval excludes 0):" in table and "## What is resolved" in table
+    assert "Not yet judged, fewer than 3 seeds" in table  # 2 seeds per row: intervals shown, no verdict

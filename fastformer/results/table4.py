@@ -32,6 +32,8 @@ PAPER = {
 ROWS = ["transformer", "longformer", "bigbird", "linformer", "linear_transformer", "poolingformer", "performer",
         "fastformer", "fastformer_official", "pooling_baseline"]
 REFERENCE = "transformer"  # the row every other row's difference is taken against
+MIN_SEEDS = 3  # a difference is judged (resolved or not) only when both rows have this many seeds: below it the
+               # interval cannot see the seed spread
 NAMES = {"transformer": "Transformer", "longformer": "Longformer", "bigbird": "BigBird", "linformer": "Linformer",
          "linear_transformer": "Linear Transformer", "poolingformer": "Poolingformer",
          "performer": "Performer (not in paper)", "fastformer": "Fastformer",
@@ -71,10 +73,14 @@ def _verdict(ds_name: str, deltas: dict[str, Delta]) -> str:
     if not deltas:
         return (f"**{ds_name}:** no interval (the rows' runs lack per-item test records, or the Transformer row is "
                 "missing).")
-    res = [f"{NAMES[r]} {d.fmt()}" for r, d in deltas.items() if d.resolved]
-    unres = [f"{NAMES[r]} {d.fmt()}" for r, d in deltas.items() if not d.resolved]
+    ready = {r: d for r, d in deltas.items() if min(d.n_a, d.n_b) >= MIN_SEEDS}
+    res = [f"{NAMES[r]} {d.fmt()}" for r, d in ready.items() if d.resolved]
+    unres = [f"{NAMES[r]} {d.fmt()}" for r, d in ready.items() if not d.resolved]
+    pending = [f"{NAMES[r]} (n = {d.n_a} vs {d.n_b})" for r, d in deltas.items() if r not in ready]
     return (f"**{ds_name}:** resolved (95% interval excludes 0): {'; '.join(res) or 'none'}. "
-            f"Not resolved: {'; '.join(unres) or 'none'}.")
+            f"Not resolved: {'; '.join(unres) or 'none'}."
+            + (f" Not yet judged, fewer than {MIN_SEEDS} seeds in the row or the Transformer's: {'; '.join(pending)}."
+               if pending else ""))
 
 
 def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
@@ -104,8 +110,9 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
         lines += ["Δ vs Transformer = this row's mean test accuracy minus the Transformer row's (points) with its 95% "
                   "interval from a paired two-level bootstrap: test items resampled (the same draw for both rows, "
                   "which are scored on the same items) and each row's seeds resampled, 2,000 replicates "
-                  "(fastformer/results/stats.py). A difference is *resolved* when its interval excludes 0. The paper's "
-                  "own difference (paper Δ) is given for comparison.", ""]
+                  "(fastformer/results/stats.py). A difference is *resolved* when its interval excludes 0; it is "
+                  f"judged only once both rows have >= {MIN_SEEDS} seeds (with fewer the interval cannot see the seed "
+                  "spread). The paper's own difference (paper Δ) is given for comparison.", ""]
     lines += [provenance(runs), ""]
     verdicts = []
     csv_rows = []
