@@ -123,6 +123,8 @@ class Trainer:
         t_start = time.perf_counter()
         self._build()
         state = self._resume()
+        if self.device.type == "cuda":  # the peak memory of training, not of loading a checkpoint
+            torch.cuda.reset_peak_memory_stats(self.device)
         start_epoch = state["epoch"]
         stop_after = self.tc.get("stop_after_epochs")  # end this invocation early (time-limited jobs); resume later
         for epoch in range(start_epoch, int(self.tc.max_epochs)):
@@ -149,8 +151,6 @@ class Trainer:
             params=[p for p in self.model.parameters() if p.requires_grad])
         self.scaler = torch.amp.GradScaler(enabled=self.precision == "fp16")
         self.train_model = torch.nn.parallel.DistributedDataParallel(self.model) if self.ddp else self.model
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
         self.model.train()
 
     def _resume(self) -> dict[str, Any]:
