@@ -76,7 +76,7 @@ class PathsSchema:
 
 @dataclass
 class TaskSchema:
-    _target_: str = ""
+    _target_: str = ""  # informational (the class TASKS gives ``name``); kept so existing config hashes are unchanged
     name: str = ""
     monitor: str = "acc"
     batch_size: int = 64

@@ -27,6 +27,7 @@ import hydra  # noqa: E402
 import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
+from fastformer.tasks import build_task  # noqa: E402
 from fastformer.tasks.base import build_loader, to_device  # noqa: E402
 
 # stage -> (rows, points: name -> overrides, the sweep's fixed overrides, epochs, training sequences per epoch,
@@ -51,7 +52,7 @@ def build(exp: str, overrides: list[str]):
     with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=[f"experiment={exp}", "preset=quick", "logger=none", "data.n_train=640",
                                           "data.n_eval=500", *overrides])
-    task = hydra.utils.get_class(cfg.task._target_)(cfg)
+    task = build_task(cfg)
     task.setup()
     model = task.build_model()
     opt = hydra.utils.instantiate(cfg.optimizer)(params=list(model.parameters()))
@@ -72,7 +73,6 @@ def time_row(exp: str, overrides: list[str], steps: int, warmup: int) -> tuple[f
         loss.backward()
         opt.step()
     step = (time.perf_counter() - t0) / steps
-    task.bind_loaders(lambda s: build_loader(task, s))
     model.eval()
     with torch.no_grad():
         t1 = time.perf_counter()

@@ -33,6 +33,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from fastformer.ops import set_cpu_dropout  # noqa: E402
+from fastformer.tasks import build_task  # noqa: E402
 from fastformer.tasks.base import build_loader  # noqa: E402
 from fastformer.train.sampling import LengthGroupedBatchSampler, global_batches, padded_fraction  # noqa: E402
 from fastformer.utils import count_params, git_sha, seed_everything  # noqa: E402
@@ -125,7 +126,7 @@ def main() -> None:
     rows = []
     for mixer in args.mixers.split(","):
         cfg = compose_cfg(args.dataset, mixer, args.preset, args.override)
-        task = hydra.utils.get_class(cfg.task._target_)(cfg)
+        task = build_task(cfg)
         task.setup()
         for batching in args.variants.split(","):
             grouped, dropout = VARIANTS[batching]

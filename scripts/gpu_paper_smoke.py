@@ -248,7 +248,7 @@ class Hooks:
             self.tokens.append(int(n_tok))
             return loss, n_tok
 
-        def evaluate_hook(model, split):
+        def evaluate_hook(model, split, *args):
             self.sync()
             t0 = time.perf_counter()
             if self.end_steps is None:
@@ -257,16 +257,16 @@ class Hooks:
                 raise OverBudget(f"over the run budget before the evaluation ({len(self.starts)} steps done)")
             self.phase = "evaluation"
             n_dec = len(self.decodes)
-            out = evaluate(model, split)
+            out = evaluate(model, split, *args)
             self.sync()
             dec_s = sum(s for s, _ in self.decodes[n_dec:])
             self.evals.append((time.perf_counter() - t0 - dec_s, len(task.dataset(split))))
             return out
 
-        def decode_hook(model, split):
+        def decode_hook(model, batches):
             self.sync()
             t0 = time.perf_counter()
-            out = decode(model, split)
+            out = decode(model, batches)
             self.sync()
             self.decodes.append((time.perf_counter() - t0, len(out)))
             return out
@@ -287,13 +287,13 @@ def fmt_err(err: BaseException) -> str:
 
 def run_cell(table: str, ds: str, mixer: str, a, root: Path, work: Path, memo: dict, budget: float, seeds: int,
              device) -> dict:
-    import hydra
     import torch
     from hydra import compose
     from omegaconf import OmegaConf
 
     from fastformer.bench.timing import is_oom
     from fastformer.data.download import DataUnavailableError
+    from fastformer.tasks import build_task
     from fastformer.train.logging import build_logger
     from fastformer.train.trainer import Trainer
 
@@ -327,7 +327,7 @@ def run_cell(table: str, ds: str, mixer: str, a, root: Path, work: Path, memo: d
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     try:
-        task = hydra.utils.get_class(cfg.task._target_)(cfg)
+        task = build_task(cfg)
         hooks = Hooks(task, device, memo, key)
         hooks.run_budget = budget
         metrics = Trainer(cfg, task, run_dir, build_logger(cfg, str(run_dir))).fit()

@@ -28,7 +28,8 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from fastformer.config_schema import ConfigError, validate_config  # noqa: E402
 from fastformer.errors import UserInputError, one_line  # noqa: E402
-from fastformer.train.distributed import broadcast_object, setup_distributed  # noqa: E402
+from fastformer.tasks import build_task  # noqa: E402
+from fastformer.train.distributed import DistContext, broadcast_object, setup_distributed  # noqa: E402
 from fastformer.train.logging import NullLogger, build_logger  # noqa: E402
 from fastformer.train.rundir import RunDirBusyError, lock_run_dir  # noqa: E402
 from fastformer.train.trainer import Trainer, run_row  # noqa: E402
@@ -37,18 +38,21 @@ from fastformer.utils import atomic_write_json, git_sha, seed_everything  # noqa
 log = logging.getLogger("train")
 
 
-def train(cfg: DictConfig, run_dir: str) -> dict:
-    """Instantiate task -> Trainer -> fit; always closes the logger (also when the run fails inside a multirun).
+def train(cfg: DictConfig, run_dir: str, dist: DistContext | None = None) -> dict:
+    """Task (by ``task.name``) -> Trainer -> fit -> the W&B summary; always closes the logger (also when the run
+    fails inside a multirun).
 
-    The Trainer does the rest (loaders, checkpoints, best-epoch reload, outputs, prediction file, metrics.json);
-    under DDP only rank 0 logs (W&B) and writes files."""
+    ``dist`` is the process group and device that :func:`main` set up (set up here when called directly, as the
+    tests do); it is passed down to the Trainer. The Trainer does the rest (loaders, checkpoints, best-epoch reload,
+    outputs, prediction file, metrics.json); under DDP only rank 0 logs (W&B) and writes files."""
     validate_config(cfg)  # an unknown or mistyped key stops here, before any data is read
     metrics_path = Path(run_dir) / "metrics.json"
     if cfg.get("skip_finished") and metrics_path.exists():
         log.info("skipping %s: metrics.json exists (skip_finished=true)", run_dir)
         return json.loads(metrics_path.read_text())
     seed_everything(int(cfg.seed))
-    rank, _ = setup_distributed(cfg.trainer.device)
+    dist = dist if dist is not None else setup_distributed(cfg.trainer.device)
+    rank = dist.rank
     lock, busy = None, None
     if rank == 0:  # before anything is written: a second run in this dir must not touch the first one's files
         try:
@@ -59,19 +63,19 @@ def train(cfg: DictConfig, run_dir: str) -> dict:
     if busy:
         raise RunDirBusyError(busy)
     try:
-        return _train_locked(cfg, run_dir, rank)
+        return _train_locked(cfg, run_dir, dist)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _train_locked(cfg: DictConfig, run_dir: str, rank: int) -> dict:
+def _train_locked(cfg: DictConfig, run_dir: str, dist: DistContext) -> dict:
+    rank = dist.rank
     logger = build_logger(cfg, run_dir) if rank == 0 else NullLogger()
     try:
-        task = hydra.utils.get_class(cfg.task._target_)(cfg)
-        metrics = Trainer(cfg, task, run_dir, logger).fit()
+        metrics = Trainer(cfg, build_task(cfg), run_dir, logger, dist).fit()
         if metrics.get("test") is not None:
-            logger.finalize(metrics, run_dir)  # W&B summary = the best epoch's metrics (+ optional artifacts)
+            logger.finalize(metrics, run_dir)  # the one writer of the W&B summary: metrics.json (+ artifacts)
     except BaseException as e:
         logger.finish(exit_code=1)
         if not isinstance(e, KeyboardInterrupt) and rank == 0:  # record the failure: sweeps and tables report it
@@ -92,10 +96,10 @@ def main(cfg: DictConfig) -> float | None:
     """One run; returns the VALIDATION value of ``task.monitor`` at the best epoch (what a sweeper such as Optuna
     optimises: tuning on test would leak it), never a test metric."""
     OmegaConf.set_struct(cfg, True)
-    setup_distributed(cfg.trainer.device)
+    dist = setup_distributed(cfg.trainer.device)  # once per run: the process group and this rank's device
     run_dir = broadcast_object(HydraConfig.get().runtime.output_dir)  # DDP: every rank uses rank 0's run dir
     try:
-        metrics = train(cfg, run_dir)
+        metrics = train(cfg, run_dir, dist)
     except UserInputError as e:  # ConfigError, DataUnavailableError, a bad file, checkpoint, loss, busy run dir
         if HydraConfig.get().mode != RunMode.RUN:  # multirun: fail this job only
             raise

@@ -56,19 +56,20 @@ def check_sharded_eval():
     order, give the metrics of one whole evaluation (what the Trainer relies on under DDP)."""
     import torch
 
-    from fastformer.tasks.base import build_loader
+    from fastformer.tasks.base import build_loader, device_batches
     from fastformer.train.distributed import ShardSampler
 
     def _check(task, model, split: str, world: int = 2) -> dict:
+        device = next(model.parameters()).device
         model.eval()
         with torch.no_grad():
             whole = task.evaluate(model, split)
             records = []
             for r in range(world):
-                task.bind_loaders(lambda s, r=r: build_loader(
-                    task, s, sampler=ShardSampler(len(task.dataset(s)), rank=r, world=world)))
-                records += task.eval_outputs(model, split)
-            task.bind_loaders(None)
+                batches = {s: device_batches(build_loader(task, s, sampler=ShardSampler(len(task.dataset(s)), rank=r,
+                                                                                        world=world)), device)
+                           for s in task.eval_splits(split)}
+                records += task.eval_outputs(model, split, batches, device)
             sharded = task.eval_metrics(records, split)
         assert sharded.keys() == whole.keys()
         for k in whole:

@@ -68,3 +68,13 @@ def test_reproduce_waves_list_existing_experiments():
 def test_launcher_configs_compose(launcher):
     cfg = compose_train(["+sweep=table4", f"hydra/launcher={launcher}"])
     assert "_target_" in cfg.hydra.launcher
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs" / "task").glob("*.yaml")), ids=lambda p: p.stem)
+def test_task_config_names_a_registered_task(path):
+    """``task.name`` picks the class from TASKS; the informational ``_target_`` names that same class."""
+    from fastformer.tasks import TASKS
+
+    cfg = yaml.safe_load(path.read_text())
+    cls = TASKS[cfg["name"]]
+    assert cfg["_target_"] == f"{cls.__module__}.{cls.__qualname__}" and cls.name == cfg["name"] == path.stem

@@ -130,9 +130,9 @@ def run_interaction(run_dir, n_seqs: int = 8, split: str = "test", max_tokens: i
     from collections import Counter
     from pathlib import Path
 
-    import hydra
     from omegaconf import OmegaConf
 
+    from fastformer.tasks import build_task
     from fastformer.utils import atomic_write_text
 
     run_dir = Path(run_dir)
@@ -142,7 +142,7 @@ def run_interaction(run_dir, n_seqs: int = 8, split: str = "test", max_tokens: i
     cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
     if "PROJECT_ROOT" not in os.environ and OmegaConf.select(cfg, "paths.root_dir") is not None:
         cfg.paths.root_dir = str(Path(__file__).resolve().parents[2])  # what scripts/*.py would set
-    task = hydra.utils.get_class(cfg.task._target_)(cfg)
+    task = build_task(cfg)
     task.setup()
     model = task.build_model()
     model.load_state_dict(torch.load(run_dir / "checkpoints" / "best.pt", map_location="cpu",

@@ -1,6 +1,8 @@
 """The ``Task`` contract between a task (data, model, loss, metrics) and the generic ``Trainer`` (the loop).
 
-A task **declares**; the Trainer **runs**. A subclass implements::
+A task **declares**; the Trainer **runs**, and calls the task one way only (the task never calls the Trainer back).
+A subclass registers under its config name (``@register_task("classification")``; configs/task/<name>.yaml
+``name:`` picks it, :func:`build_task`) and implements::
 
     name: str                          # "classification" | "newsrec" | "summarization" | "probe" ...
     monitor: str                       # validation metric picking the best epoch (higher is better; configs/task)
@@ -10,35 +12,43 @@ A task **declares**; the Trainer **runs**. A subclass implements::
     collate(split) -> callable | None  # the collate function of a split (None: torch's default)
     build_model() -> nn.Module         # use self.encoder_kwargs() for the parts every task shares
     training_step(model, batch) -> (loss: scalar Tensor, n_tokens: int)   # batch is already on the device
-    eval_outputs(model, split) -> list # picklable records of the split (per batch or per item), under
-                                       # torch.no_grad() + model.eval() (the Trainer sets both); iterate with
-                                       # self.batches(split, device): device-moved batches of the loader the
-                                       # Trainer built for that split -- under DDP this rank's shard of it
+    eval_outputs(model, split, batches, device) -> list
+                                       # picklable records of the split (per batch or per item), under
+                                       # torch.no_grad() + model.eval() (the caller sets both). ``batches`` maps
+                                       # each split of eval_splits(split) to its batches, already on ``device``:
+                                       # the loaders the Trainer built -- under DDP this rank's shard of them
     eval_metrics(outputs, split) -> {name: float}   # metrics from ALL the split's records (any order): under DDP
                                        # the Trainer gathers every rank's records first, so the metrics equal a
                                        # 1-process evaluation
-    evaluate(model, split)             # = eval_metrics(eval_outputs(model, split), split) in one process; a task
-                                       # may override evaluate alone instead (then DDP evaluates it on rank 0)
 Optional::
 
+    eval_splits(split) -> tuple        # the splits evaluating ``split`` reads (default: (split,); summarization's
+                                       # val also decodes "val_rouge")
     train_dataset(epoch) -> Dataset    # the training set of an epoch (default: datasets()["train"] every epoch;
                                        # the recall probes draw fresh sequences per epoch)
     data_info() -> dict                # what data was actually used, e.g. {"data_used": "aclImdb 8-class ..."}
     reference_metrics() -> dict        # non-neural references on the same split (metrics.json "baselines")
     run_record() -> dict               # extra metrics.json fields after the test evaluation (per-item records)
     write_outputs(run_dir) -> None     # after the final test evaluation: inspectable outputs (test summaries)
-    predict(model, run_dir) -> dict    # ``predict=true``: a prediction file (MIND leaderboard prediction.txt)
+    predict_split() -> str             # the split ``predict`` writes (default "test")
+    predict(model, run_dir, batches, device) -> dict   # ``predict=true``: a prediction file (MIND prediction.txt);
+                                       # ``batches`` as in eval_outputs, for predict_split(), whole (never sharded)
+
+Provided: ``evaluate(model, split, batches=None, device=None)`` = eval_metrics(eval_outputs(...), split) in one
+process; without ``batches`` it builds plain loaders (:func:`build_loader`, :func:`device_batches`) on the model's
+device -- for tests and notebooks, outside a Trainer. ``loader(split)`` is such a plain loader.
 
 The Trainer owns everything else: it builds every DataLoader through :func:`build_loader` (batch sizes
 ``task.batch_size`` / ``task.eval_batch_size``, ``task.num_workers``, a seeded sampler per epoch, under DDP the
 global-batch sampler and sharded evaluation (fastformer/train/distributed.py), ``pin_memory`` on CUDA), moves
-batches to the device, checkpoints and resumes, reloads the best epoch, evaluates ``val`` and ``test``, calls the
-hooks and writes ``metrics.json``. ``scripts/train.py`` only composes the config and calls the Trainer. Used outside
-a Trainer (tests, notebooks), ``loader(split)`` builds a plain loader with the same function.
+batches to the device, checkpoints and resumes, reloads the best epoch, evaluates ``test`` (the best epoch's ``val``
+comes from its history), calls the hooks and writes ``metrics.json``. ``scripts/train.py`` only composes the config,
+sets up the process group and the device once (:func:`fastformer.train.distributed.setup_distributed`), builds the
+task by name and calls the Trainer.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -47,6 +57,33 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 SPLITS = ("train", "val", "test")  # the splits every task declares
+
+#: task name (configs/task/<name>.yaml ``name:``) -> Task class; filled by :func:`register_task`
+TASKS: dict[str, type[Task]] = {}
+
+#: what ``eval_outputs`` / ``predict`` read: split -> its batches, already on the device
+Batches = Mapping[str, Iterable[Any]]
+
+
+def register_task(name: str) -> Callable[[type[Task]], type[Task]]:
+    """Class decorator: ``@register_task("classification")`` makes the class the task of ``task.name``."""
+    def deco(cls: type[Task]) -> type[Task]:
+        if name in TASKS and TASKS[name] is not cls:
+            raise ValueError(f"task {name!r} is registered twice ({TASKS[name].__qualname__}, {cls.__qualname__})")
+        cls.name = name
+        TASKS[name] = cls
+        return cls
+    return deco
+
+
+def build_task(cfg: DictConfig) -> Task:
+    """The registered task named ``cfg.task.name``, constructed from the whole run config."""
+    import fastformer.tasks  # noqa: F401  (registers every task)
+
+    name = str(cfg.task.name)
+    if name not in TASKS:
+        raise ValueError(f"task.name={name!r} is not one of {sorted(TASKS)}")
+    return TASKS[name](cfg)
 
 
 def to_device(batch: Any, device: torch.device | str) -> Any:
@@ -58,6 +95,20 @@ def to_device(batch: Any, device: torch.device | str) -> Any:
     if isinstance(batch, (list, tuple)):
         return type(batch)(to_device(v, device) for v in batch)
     return batch
+
+
+class device_batches:  # noqa: N801  (reads as a function; re-iterable, unlike a generator)
+    """The batches of ``loader`` moved to ``device``, anew on every iteration."""
+
+    def __init__(self, loader: Iterable[Any], device: torch.device | str):
+        self.loader, self.device = loader, device
+
+    def __iter__(self) -> Iterator[Any]:
+        for batch in self.loader:
+            yield to_device(batch, self.device)
+
+    def __len__(self) -> int:
+        return len(self.loader)
 
 
 def build_loader(task: Task, split: str, *, dataset: Dataset | None = None, sampler: Sampler | None = None,
@@ -84,7 +135,6 @@ class Task:
         self.cfg = cfg
         self.monitor: str = cfg.task.get("monitor", "acc")
         self._datasets: dict[str, Dataset] | None = None
-        self._loader_fn: Callable[[str], DataLoader] | None = None  # bound by the Trainer
 
     # ------------------------------------------------------------------------------------------- to implement
     def setup(self) -> None:
@@ -102,21 +152,17 @@ class Task:
     def training_step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, int]:
         raise NotImplementedError
 
-    def eval_outputs(self, model: nn.Module, split: str) -> list:
+    def eval_outputs(self, model: nn.Module, split: str, batches: Batches, device: torch.device) -> list:
         raise NotImplementedError
 
     def eval_metrics(self, outputs: list, split: str) -> dict[str, float]:
         raise NotImplementedError
 
-    def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
-        return self.eval_metrics(self.eval_outputs(model, split), split)
-
-    @classmethod
-    def shards_evaluation(cls) -> bool:
-        """Whether the Trainer may shard this task's evaluation over DDP ranks (it implements the two parts)."""
-        return cls.eval_outputs is not Task.eval_outputs and cls.eval_metrics is not Task.eval_metrics
-
     # ------------------------------------------------------------------------------------------- optional
+    def eval_splits(self, split: str) -> tuple[str, ...]:
+        """The splits whose batches evaluating ``split`` reads (``eval_outputs``' ``batches`` keys)."""
+        return (split,)
+
     def train_dataset(self, epoch: int) -> Dataset:
         return self.dataset("train")
 
@@ -134,7 +180,11 @@ class Task:
     def write_outputs(self, run_dir: str) -> None:
         """Called once after the final test evaluation, with the run dir (default: nothing to write)."""
 
-    def predict(self, model: nn.Module, run_dir: str) -> dict:
+    def predict_split(self) -> str:
+        """The split ``predict`` writes a prediction file for."""
+        return "test"
+
+    def predict(self, model: nn.Module, run_dir: str, batches: Batches, device: torch.device) -> dict:
         raise NotImplementedError(f"task {self.name!r} has no prediction-file writer (predict=true)")
 
     @classmethod
@@ -156,18 +206,23 @@ class Task:
         self.dataset("train")  # materialise the declaration
         return split in self._datasets
 
-    def bind_loaders(self, loader_fn: Callable[[str], DataLoader] | None) -> None:
-        """The Trainer's loader factory (split -> DataLoader); ``None`` restores the plain default."""
-        self._loader_fn = loader_fn
-
     def loader(self, split: str) -> DataLoader:
-        """The loader of an evaluation split: the Trainer's when bound, else a plain one (:func:`build_loader`)."""
-        return self._loader_fn(split) if self._loader_fn is not None else build_loader(self, split)
+        """A plain loader of ``split`` (:func:`build_loader`), for use outside a Trainer."""
+        return build_loader(self, split)
 
-    def batches(self, split: str, device: torch.device | str) -> Iterator[Any]:
-        """The batches of ``split``, moved to ``device``."""
-        for batch in self.loader(split):
-            yield to_device(batch, device)
+    def plain_batches(self, splits: Iterable[str], device: torch.device | str) -> dict[str, device_batches]:
+        """``batches`` for ``eval_outputs`` / ``predict`` outside a Trainer: plain loaders of ``splits``."""
+        return {s: device_batches(self.loader(s), device) for s in splits}
+
+    def evaluate(self, model: nn.Module, split: str, batches: Batches | None = None,
+                 device: torch.device | None = None) -> dict[str, float]:
+        """The metrics of ``split`` in one process. The Trainer passes its own ``batches`` and ``device``; without
+        them (tests, notebooks) the batches come from plain loaders on the model's device."""
+        if device is None:
+            device = next(model.parameters()).device
+        if batches is None:
+            batches = self.plain_batches(self.eval_splits(split), device)
+        return self.eval_metrics(self.eval_outputs(model, split, batches, device), split)
 
     def encoder_kwargs(self) -> dict[str, Any]:
         """What every task's model takes from ``cfg.model``: width, heads, dropout, mixer (+ its kwargs), encoder."""

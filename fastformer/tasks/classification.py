@@ -10,15 +10,14 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from fastformer.data.classification import load_classification, pad_collate
 from fastformer.models.classifier import TextClassifier
-from fastformer.tasks.base import Task
+from fastformer.tasks.base import Task, register_task
 from fastformer.utils import item_record
 
 log = logging.getLogger(__name__)
 
 
+@register_task("classification")
 class ClassificationTask(Task):
-    name = "classification"
-
     def setup(self) -> None:
         self.ds = load_classification(self.cfg.data)  # truncated to data.max_len; pad_collate pads per batch
         self.max_len = int(self.cfg.data.max_len)
@@ -45,9 +44,9 @@ class ClassificationTask(Task):
         logits = model(batch["input_ids"], batch["attention_mask"])  # (B, C)
         return F.cross_entropy(logits.float(), batch["labels"]), int(batch["attention_mask"].sum())
 
-    def eval_outputs(self, model, split: str) -> list:
+    def eval_outputs(self, model, split: str, batches, device) -> list:
         out = []
-        for batch in self.batches(split, next(model.parameters()).device):
+        for batch in batches[split]:
             pred = model(batch["input_ids"], batch["attention_mask"]).argmax(-1)
             index = batch["index"] if "index" in batch else torch.full_like(pred, -1)
             out.append((pred.cpu().numpy(), batch["labels"].cpu().numpy(), index.cpu().numpy()))

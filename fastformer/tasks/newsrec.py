@@ -29,7 +29,7 @@ from fastformer.metrics.ranking import (
     write_truth,
 )
 from fastformer.models.newsrec import NewsRecModel
-from fastformer.tasks.base import Task
+from fastformer.tasks.base import Task, register_task
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +108,8 @@ def collate_impressions(items) -> dict[str, torch.Tensor]:
             "labels": lab}
 
 
+@register_task("newsrec")
 class NewsRecTask(Task):
-    name = "newsrec"
-
     def setup(self) -> None:
         cfg = self.cfg
         self.data = load_mind_rec(cfg.data, model=cfg.model, cache_dir=cfg.paths.get("cache_dir"))
@@ -139,9 +138,9 @@ class NewsRecTask(Task):
 
     # ------------------------------------------------------------------------------------------------ evaluation
     @torch.no_grad()
-    def score_split(self, model, split: str) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
-        """[(impression index, scores (C,), labels (C,) or None)] with each news vector computed once."""
-        dev = next(model.parameters()).device
+    def score_split(self, model, split: str, batches, dev) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
+        """[(impression index, scores (C,), labels (C,) or None)] of ``batches`` (``split``'s impressions on the
+        device ``dev``) with each news vector computed once."""
         rows = torch.as_tensor(self.dataset(split).news_rows)
         cache = None
         bs = int(self.cfg.task.get("news_batch_size", 512))
@@ -152,7 +151,7 @@ class NewsRecTask(Task):
                 cache = torch.zeros(len(self.data.tokens), vecs.shape[1], device=dev)  # (N + 1, D)
             cache[chunk.to(dev)] = vecs
         out = []
-        for b in self.batches(split, dev):
+        for b in batches:
             user = model.encode_user(cache[b["hist"]], b["hist_mask"])  # (B, D)
             scores = model.score(user, cache[b["cand"]]).float().cpu().numpy()  # (B, C); bf16 under autocast
             cand_mask, labels = b["cand_mask"].cpu(), b["labels"].cpu()
@@ -179,8 +178,8 @@ class NewsRecTask(Task):
                                       **{f"rand_{k}": rnd[k] for k in METRIC_KEYS}}
         return self._baselines[split]
 
-    def eval_outputs(self, model, split: str) -> list:
-        return self.score_split(model, split)
+    def eval_outputs(self, model, split: str, batches, device) -> list:
+        return self.score_split(model, split, batches[split], device)
 
     def eval_metrics(self, outputs: list, split: str) -> dict[str, float]:
         if any(lab is None for _, _, lab in outputs):
@@ -188,12 +187,17 @@ class NewsRecTask(Task):
                              "and data.predict_split=test, then call predict() for the leaderboard file")
         return {**self._metrics([(lab, s) for _, s, lab in outputs]), **self.baselines(split)}
 
-    def predict(self, model, run_dir: str | Path, *, split: str | None = None) -> dict:
-        """Write ``prediction.txt`` for ``split`` (default: data.predict_split if set, else test), in file order;
-        with labels also ``truth.txt`` and the official script's scores of the prediction file."""
-        split = split or ("predict" if self.has_split("predict") else "test")
+    def predict_split(self) -> str:
+        return "predict" if self.has_split("predict") else "test"  # data.predict_split if set, else test
+
+    def predict(self, model, run_dir: str | Path, batches=None, device=None) -> dict:
+        """Write ``prediction.txt`` for :meth:`predict_split`, in file order; with labels also ``truth.txt`` and the
+        official script's scores of the prediction file. Without ``batches``: plain loaders on the model's device."""
+        split = self.predict_split()
+        device = device if device is not None else next(model.parameters()).device
+        batches = batches if batches is not None else self.plain_batches([split], device)
         model.eval()
-        scored = sorted(self.score_split(model, split), key=lambda t: t[0])
+        scored = sorted(self.score_split(model, split, batches[split], device), key=lambda t: t[0])
         imps = self.dataset(split).imps
         pred = write_prediction(Path(run_dir) / "prediction.txt", [(imps[i]["id"], s) for i, s, _ in scored])
         log.info("wrote %s (%d impressions of the %s split)", pred, len(scored), split)

@@ -24,7 +24,7 @@ from torch import nn
 
 from fastformer.data.probes import IGNORE, ProbeDataset, ProbeOptions, probe_info
 from fastformer.models.classifier import TextClassifier
-from fastformer.tasks.base import Task
+from fastformer.tasks.base import Task, register_task
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +58,8 @@ def probe_loss_and_correct(logits: torch.Tensor, target: torch.Tensor) -> tuple[
     return loss, correct, int(asked.sum())
 
 
+@register_task("probe")
 class ProbeTask(Task):
-    name = "probe"
-
     def setup(self) -> None:
         d = self.opts = ProbeOptions.from_cfg(self.cfg.data)  # the loader's options: one definition (config schema)
         self.kind, self.seq_len = str(d.probe), int(d.seq_len)
@@ -99,9 +98,9 @@ class ProbeTask(Task):
         loss, _, _ = probe_loss_and_correct(*self._logits_target(model, batch))
         return loss, int(batch["mask"].sum())
 
-    def eval_outputs(self, model, split: str) -> list[tuple[int, int, float]]:
+    def eval_outputs(self, model, split: str, batches, device) -> list[tuple[int, int, float]]:
         out = []
-        for batch in self.batches(split, next(model.parameters()).device):
+        for batch in batches[split]:
             loss, c, n = probe_loss_and_correct(*self._logits_target(model, batch))
             out.append((c, n, float(loss) * n))  # (correct, asked, summed loss) per batch
         return out

@@ -22,7 +22,7 @@ from fastformer.data.summarization import Example, SummarizationOptions
 from fastformer.metrics.rouge import lead_baseline, rouge
 from fastformer.models.generate import generate
 from fastformer.models.seq2seq import Seq2Seq
-from fastformer.tasks.base import Task
+from fastformer.tasks.base import Task, register_task
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +58,8 @@ def collate(items: list[tuple[list[int], list[int], int]]) -> dict[str, torch.Te
             "idx": torch.tensor([i for _, _, i in items])}
 
 
+@register_task("summarization")
 class SummarizationTask(Task):
-    name = "summarization"
-
     def setup(self) -> None:
         d = SummarizationOptions.from_cfg(self.cfg.data)  # the loader's options: one definition (config schema too)
         self.splits, self.file_info = d.load()
@@ -101,21 +100,21 @@ class SummarizationTask(Task):
                                label_smoothing=float(self.cfg.task.label_smoothing))
         return loss, int(batch["src_mask"].sum() + (batch["tgt_out"] != PAD).sum())
 
-    def _nll(self, model, split: str, device) -> list[tuple[float, int]]:
-        """(summed token NLL, target tokens) per batch of ``split``."""
+    def _nll(self, model, batches) -> list[tuple[float, int]]:
+        """(summed token NLL, target tokens) per batch of ``batches`` (device batches of one split)."""
         out = []
-        for batch in self.batches(split, device):
+        for batch in batches:
             logits = model(batch["src"], batch["src_mask"], batch["tgt_in"])
             out.append((F.cross_entropy(logits.float().transpose(1, 2), batch["tgt_out"], ignore_index=PAD,
                                         reduction="sum").item(), int((batch["tgt_out"] != PAD).sum())))
         return out
 
-    def decode(self, model, split: str) -> list[tuple[str, int]]:
-        """(summary, index of its example) for every document of ``split``."""
-        g, device = self.cfg.task.generate, next(model.parameters()).device
+    def decode(self, model, batches) -> list[tuple[str, int]]:
+        """(summary, index of its example) for every document of ``batches`` (device batches of one split)."""
+        g = self.cfg.task.generate
         max_len = int(g.max_len) if g.get("max_len") else self.max_tgt
         out = []
-        for batch in self.batches(split, device):
+        for batch in batches:
             ids = generate(model, batch["src"], batch["src_mask"], bos=BOS, eos=EOS, pad=PAD,
                            beam=int(g.beam), max_len=max_len + 1, min_len=min(int(g.min_len), max_len),
                            length_penalty=float(g.length_penalty),
@@ -131,13 +130,17 @@ class SummarizationTask(Task):
     def _gen_split(self, split: str) -> str | None:
         return ("val_rouge" if self.has_split("val_rouge") else None) if split == "val" else split
 
-    def eval_outputs(self, model, split: str) -> list:
+    def eval_splits(self, split: str) -> tuple[str, ...]:
+        gen = self._gen_split(split)
+        return (split,) if gen in (None, split) else (split, gen)
+
+    def eval_outputs(self, model, split: str, batches, device) -> list:
         """``val``: token NLL + the decoded ``val_rouge`` subset (when task.val_rouge_docs > 0); ``test`` (and other
         splits): NLL + every document decoded. Records: ("nll", sum, count) per batch, ("gen", summary, index)."""
-        out = [("nll", s, c) for s, c in self._nll(model, split, next(model.parameters()).device)]
+        out = [("nll", s, c) for s, c in self._nll(model, batches[split])]
         gen = self._gen_split(split)
         if gen is not None:
-            out += [("gen", p, i) for p, i in self.decode(model, gen)]
+            out += [("gen", p, i) for p, i in self.decode(model, batches[gen])]
         return out
 
     def eval_metrics(self, outputs: list, split: str) -> dict[str, float]:

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
+
+from fastformer.utils import resolve_device
 
 
 def world_size() -> int:
@@ -25,12 +28,31 @@ def rank() -> int:
     return dist.get_rank() if dist.is_initialized() else int(os.environ.get("RANK", "0"))
 
 
-def setup_distributed(device: str = "auto") -> tuple[int, int]:
-    """Initialise the process group once when launched by torchrun (nccl on CUDA, gloo on CPU) -> (rank, world)."""
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process runs: its rank, the number of processes, and its device (set up once per run)."""
+
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def ddp(self) -> bool:
+        return self.world > 1
+
+
+def setup_distributed(device: str = "auto") -> DistContext:
+    """The one place a run's process group and device are set up (scripts/train.py, once; the Trainer when built
+    without one): initialises the process group when launched by torchrun (nccl on CUDA, gloo on CPU) and resolves
+    ``trainer.device`` (:func:`resolve_device`); under DDP on CUDA each rank takes the GPU of its ``LOCAL_RANK``."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() and not str(device).startswith("cpu") else "gloo"
         dist.init_process_group(backend)
-    return rank(), world_size()
+    dev = resolve_device(device)
+    if world_size() > 1 and dev.type == "cuda":
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(dev)
+    return DistContext(rank(), world_size(), dev)
 
 
 def broadcast_object(obj: Any, src: int = 0) -> Any:

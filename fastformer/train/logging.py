@@ -32,11 +32,8 @@ class NullLogger:
     def log(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         pass
 
-    def summary(self, metrics: Mapping[str, Any]) -> None:
-        pass
-
     def finalize(self, metrics: Mapping[str, Any], run_dir: str | Path) -> None:
-        """Called once with the finished run's metrics.json (scripts/train.py)."""
+        """Called once with the finished run's metrics.json (scripts/train.py): the one writer of the summary."""
 
     def finish(self, exit_code: int = 0) -> None:
         pass
@@ -74,12 +71,9 @@ class WandbLogger(NullLogger):
     def log(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         self.run.log(dict(metrics), step=step)
 
-    def summary(self, metrics: Mapping[str, Any]) -> None:
-        for k, v in metrics.items():
-            self.run.summary[k] = v
-
     def finalize(self, metrics: Mapping[str, Any], run_dir: str | Path) -> None:
-        self.summary(summary_from_metrics(metrics))
+        for k, v in summary_from_metrics(metrics).items():
+            self.run.summary[k] = v
         if not self.artifacts:
             return
         import wandb
