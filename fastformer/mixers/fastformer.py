@@ -195,11 +195,7 @@ class Fastformer(TokenMixer):
             g = self.dropout(k_glob)
         else:
             g = q_glob
-        u = self._interact(g, v, getattr(self, "mix_kv", None))  # (B, N, h, dh)
-        out = self.transform(u) if self.transform is not None else u
-        if self.query_residual:
-            out = out + q
-        return out.reshape(B, N, D), new
+        return self._output(g, v, q), new
 
     def step(self, x: torch.Tensor, state: dict | None = None) -> tuple[torch.Tensor, dict]:
         if not self.causal:
@@ -227,11 +223,17 @@ class Fastformer(TokenMixer):
             g = self.dropout(k_glob)
         else:
             g = q_glob
+        return self._output(g, v, q)
+
+    def _output(self, g: torch.Tensor, v: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """Eq. 6's last step, shared by the bidirectional and the causal forms: u = g * v (the interaction), then
+        W_r u (+ q). ``g``: (B, h, dh) or (B, N, h, dh) global key (causal: per prefix); v, q: (B, N, h, dh)."""
+        B, N = v.shape[:2]
         u = self._interact(g, v, getattr(self, "mix_kv", None))  # (B, N, h, dh)
         out = self.transform(u) if self.transform is not None else u
         if self.query_residual:
             out = out + q
-        return out.reshape(B, N, D)
+        return out.reshape(B, N, -1)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return self._core(x, mask)

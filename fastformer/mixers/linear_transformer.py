@@ -53,6 +53,17 @@ class LinearTransformer(TokenMixer):
         if self.causal:
             return self._causal(x, mask, None)[0]
         B, N, D = x.shape
+        fq, fk, v1 = self._features(x, mask)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            kvz = fk.transpose(-1, -2) @ v1  # (B, h, dh, dh + 1): [sum_j phi(k_j) v_j^T | sum_j phi(k_j)]
+            num_den = fq @ kvz  # (B, h, N, dh + 1): [numerator | denominator]
+            y = num_den[..., :-1] / (num_den[..., -1:] + self.eps)  # (B, h, N, dh)
+        return self.out(y.transpose(1, 2).to(x.dtype).reshape(B, N, D))  # autocast (if on) re-casts
+
+    def _features(self, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        """phi(q), phi(k) with padded keys zeroed, and [v | 1], each (B, h, N, .) in the work dtype. The projection
+        runs under the caller's autocast, the feature maps with autocast off (the callers keep it off after)."""
+        B, N, _ = x.shape
         q, k, v = self.qkv(x).view(B, N, 3, self.n_heads, self.d_head).permute(2, 0, 3, 1, 4)  # 3 x (B, h, N, dh)
         dt = work_dtype(q)
         with torch.autocast(device_type=x.device.type, enabled=False):
@@ -60,21 +71,13 @@ class LinearTransformer(TokenMixer):
             if mask is not None:
                 fk = fk * mask[:, None, :, None].to(dt)  # padded keys contribute nothing
             v1 = torch.cat([v.to(dt), torch.ones_like(v[..., :1], dtype=dt)], dim=-1)  # (B, h, N, dh + 1)
-            kvz = fk.transpose(-1, -2) @ v1  # (B, h, dh, dh + 1): [sum_j phi(k_j) v_j^T | sum_j phi(k_j)]
-            num_den = fq @ kvz  # (B, h, N, dh + 1): [numerator | denominator]
-            y = num_den[..., :-1] / (num_den[..., -1:] + self.eps)  # (B, h, N, dh)
-        return self.out(y.transpose(1, 2).to(x.dtype).reshape(B, N, D))  # autocast (if on) re-casts
+        return fq, fk, v1
 
     def _causal(self, x: torch.Tensor, mask: torch.Tensor | None,
                 state: dict | None) -> tuple[torch.Tensor, dict]:
         B, N, D = x.shape
-        q, k, v = self.qkv(x).view(B, N, 3, self.n_heads, self.d_head).permute(2, 0, 3, 1, 4)  # 3 x (B, h, N, dh)
-        dt = work_dtype(q)
+        fq, fk, v1 = self._features(x, mask)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            fq, fk = elu_feature_map(q.to(dt)), elu_feature_map(k.to(dt))  # (B, h, N, dh)
-            if mask is not None:
-                fk = fk * mask[:, None, :, None].to(dt)
-            v1 = torch.cat([v.to(dt), torch.ones_like(v[..., :1], dtype=dt)], dim=-1)  # (B, h, N, dh + 1)
             kvz = torch.cumsum(fk[..., :, None] * v1[..., None, :], dim=2)  # (B, h, N, dh, dh + 1): [S_i | z_i]
             if state:
                 kvz = kvz + state["kvz"][:, :, None]

@@ -27,8 +27,7 @@ from fastformer.results.common import (
     table_stem,
     write_outputs,
 )
-from fastformer.results.stats import Delta, paired_bootstrap_delta
-from fastformer.utils import decode_items
+from fastformer.results.stats import items_by_row, row_delta
 
 DATASETS = {"amazon": "Amazon", "imdb": "IMDB", "mind_topics": "MIND (topics)"}
 # paper values (Acc, Macro-F), v5 Figures 3 and 4 as read in PAPER.md §2.6 ("full" = product / qv+layer)
@@ -158,23 +157,6 @@ def _plot(acc: dict, refs: dict[str, list[float]], out: Path) -> None:
     plt.close(fig)
 
 
-def _items(runs: list[Run]) -> dict[tuple[str, str], list]:
-    """(dataset, variant) -> per-seed test correctness vectors of the finished runs that recorded them."""
-    out: dict[tuple[str, str], list] = {}
-    for r in runs:
-        if r.status == "ok" and r.get("test_items"):
-            out.setdefault(_key(r), []).append(decode_items(r.get("test_items")))
-    return out
-
-
-def _interval(items: dict, ds: str, k: str) -> Delta | None:
-    """Variant minus the full model with its 95% paired-bootstrap interval, when both recorded per-item results."""
-    a, b = items.get((ds, k)), items.get((ds, "full"))
-    if not a or not b or len({len(v) for v in a + b}) != 1:
-        return None
-    return paired_bootstrap_delta(a, b)
-
-
 def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
     runs = [r for r in load_runs(runs_root, task="classification") if _key(r) and _key(r)[0] in DATASETS]
     acc, mf, params = (group(runs, _key, m) for m in ("test.acc", "test.macro_f1", "params"))
@@ -213,7 +195,7 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
         lines += [md_table(header, table), ""]
         if any(MARK in c for row in table for c in row[1:]):
             lines += [_footnote(refs), ""]
-    items = _items(runs)
+    items = items_by_row(runs, _key)
     lines += ["## Redundancy ablations (review's \"redundant modules\")", "",
               "Δ = variant − full Fastformer, per seed then averaged (same seeds, same data)" +
               ("; where the runs recorded per-item test correctness, with its 95% interval from the paired two-level "
@@ -226,7 +208,7 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
         for ds in DATASETS:
             a = acc.get((ds, k))
             d = _paired_delta(runs, ds, k, "test.acc") if k != "full" else None
-            ci = _interval(items, ds, k) if k != "full" else None
+            ci = row_delta(items, (ds, k), (ds, "full")) if k != "full" else None  # variant - full model
             cells += [acc_fmt(ds, k), ci.fmt() if ci else
                       (f"{d.mean:+.2f}" if d and d.values else MISSING) if d else "ref",
                       fmt_num(params[(ds, k)].mean, 0) if (ds, k) in params else MISSING]

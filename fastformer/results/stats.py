@@ -14,10 +14,13 @@ order, so the items line up across runs of the same split.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from fastformer.utils import decode_items
 
 
 @dataclass(frozen=True)
@@ -63,3 +66,22 @@ def paired_bootstrap_delta(a: Sequence[np.ndarray], b: Sequence[np.ndarray], *, 
     lo, hi = np.quantile(reps, [tail, 1 - tail])
     return Delta(mean=100.0 * float(A.mean() - B.mean()), lo=100.0 * float(lo), hi=100.0 * float(hi),
                  n_a=A.shape[0], n_b=B.shape[0], n_items=n)
+
+
+def items_by_row(runs: Sequence[Any], key: Callable[[Any], Hashable]) -> dict[Hashable, list[np.ndarray]]:
+    """key(run) -> the per-seed test correctness vectors (metrics.json ``test_items``) of the finished runs that
+    recorded them (fastformer/results/common.py ``Run`` records)."""
+    out: dict[Hashable, list[np.ndarray]] = {}
+    for r in runs:
+        if r.status == "ok" and r.get("test_items"):
+            out.setdefault(key(r), []).append(decode_items(r.get("test_items")))
+    return out
+
+
+def row_delta(items: dict, a: Hashable, b: Hashable) -> Delta | None:
+    """Row ``a`` minus row ``b`` (keys of :func:`items_by_row`) with its paired-bootstrap interval; None unless both
+    rows have runs and all of them cover the same test items."""
+    xa, xb = items.get(a), items.get(b)
+    if not xa or not xb or len({len(v) for v in xa + xb}) != 1:
+        return None
+    return paired_bootstrap_delta(xa, xb)
