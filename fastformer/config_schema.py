@@ -150,7 +150,7 @@ TASK_SCHEMAS = {"classification": (TaskSchema, ClassificationDataSchema, ModelSc
                 "newsrec": (NewsRecTaskSchema, NewsRecDataSchema, NewsRecModelSchema),
                 "summarization": (SummarizationTaskSchema, SummarizationDataSchema, Seq2SeqModelSchema),
                 "probe": (TaskSchema, ProbeDataSchema, ModelSchema)}
-TOP_LEVEL = {"seed", "experiment_name", "variant", "skip_finished", "predict", "preset_name", "trainer", "optimizer",
+TOP_LEVEL = {"seed", "experiment_name", "row", "skip_finished", "predict", "preset_name", "trainer", "optimizer",
              "logger", "paths", "task", "data", "model", "hydra"}
 # Encoder arguments a config must not set: the task passes them
 _ENCODER_FROM_TASK = {"self", "d_model", "n_heads", "mixer", "mixer_kwargs", "dropout", "max_len"}

@@ -10,12 +10,12 @@ from fastformer.results import ablations
 from fastformer.results.common import Cell
 
 
-def _run(root: Path, name: str, dataset: str, variant: str, seed: int, acc: float, majority: float) -> None:
+def _run(root: Path, name: str, dataset: str, row: str, seed: int, acc: float, majority: float) -> None:
     d = root / name / f"seed{seed}"
     d.mkdir(parents=True)
-    mixer = "pooling_baseline" if variant == "pooling_baseline" else "fastformer"
+    mixer = "pooling_baseline" if row == "pooling_baseline" else "fastformer"
     (d / "metrics.json").write_text(json.dumps({
-        "task": "classification", "dataset": dataset, "mixer": mixer, "variant": variant, "seed": seed,
+        "task": "classification", "dataset": dataset, "mixer": mixer, "row": row, "seed": seed,
         "experiment": name, "params": 100, "device": "CPU (test)",
         "test": {"acc": acc, "macro_f1": acc / 3, "majority_acc": majority},
         "baselines": {"majority_acc": majority, "majority_macro_f1": 15.0}}))
@@ -39,10 +39,10 @@ def test_ablations_mark_cells_at_the_majority_class(tmp_path):
     runs, out = tmp_path / "runs", tmp_path / "out"
     for seed in (1, 2):  # Amazon sits at its majority class (62.80%), IMDB learns (majority 30.00%)
         _run(runs, "amazon/fastformer", "amazon", "fastformer", seed, 62.8, 62.8)
-        _run(runs, "ablation/amazon/sharing_qv", "amazon", "sharing_qv", seed, 62.6 + 0.4 * (seed - 1), 62.8)
-        _run(runs, "ablation/amazon/pooling_baseline", "amazon", "pooling_baseline", seed, 66.0 + seed, 62.8)
+        _run(runs, "amazon/sharing_qv", "amazon", "sharing_qv", seed, 62.6 + 0.4 * (seed - 1), 62.8)
+        _run(runs, "amazon/pooling_baseline", "amazon", "pooling_baseline", seed, 66.0 + seed, 62.8)
         _run(runs, "imdb/fastformer", "imdb", "fastformer", seed, 40.0 + seed, 30.0)
-        _run(runs, "ablation/imdb/pooling_baseline", "imdb", "pooling_baseline", seed, 30.0, 30.0)
+        _run(runs, "imdb/pooling_baseline", "imdb", "pooling_baseline", seed, 30.0, 30.0)
     md = ablations.build(runs, out, "quick").read_text()
 
     fig4 = "Figure 4: parameter sharing"
@@ -62,7 +62,7 @@ def test_ablations_mark_cells_at_the_majority_class(tmp_path):
 
     with open(out / "ablations.csv", newline="") as f:
         table = list(csv.DictReader(f))
-    deg = {(r["figure"], r["dataset"], r["variant"]) for r in table if r["degenerate"] == "1"}
+    deg = {(r["figure"], r["dataset"], r["row"]) for r in table if r["degenerate"] == "1"}
     assert ("Figure 4", "amazon", "full") in deg and ("redundancy", "imdb", "pooling_baseline") in deg
     assert ("Figure 4", "imdb", "full") not in deg and ("redundancy", "amazon", "pooling_baseline") not in deg
     assert (out / "ablations.png").stat().st_size > 0

@@ -41,10 +41,10 @@ def test_interaction_of_classification_runs_and_the_imdb_section(compose_cfg, fi
     nockpt = tmp_path / "runs" / "imdb" / "transformer" / "seed1"  # finished elsewhere: metrics only
     nockpt.mkdir(parents=True)
     rec = json.loads((ff / "metrics.json").read_text())
-    (nockpt / "metrics.json").write_text(json.dumps({**rec, "mixer": "transformer", "variant": "transformer"}))
-    abl = tmp_path / "runs" / "ablation" / "imdb" / "sharing_qv" / "seed1"  # an ablation variant: not a mixer row
+    (nockpt / "metrics.json").write_text(json.dumps({**rec, "mixer": "transformer", "row": "transformer"}))
+    abl = tmp_path / "runs" / "imdb" / "sharing_qv" / "seed1"  # an ablation row: not a mixer row
     abl.mkdir(parents=True)
-    (abl / "metrics.json").write_text(json.dumps({**rec, "variant": "sharing_qv"}))
+    (abl / "metrics.json").write_text(json.dumps({**rec, "row": "sharing_qv"}))
 
     out = run_interaction(ff, n_seqs=3, max_tokens=12)
     assert out["task"] == "classification" and out["dataset"] == "imdb" and out["n_seqs"] == 3
@@ -62,6 +62,6 @@ def test_interaction_of_classification_runs_and_the_imdb_section(compose_cfg, fi
     assert f"first {probes.IMDB_N_SEQS} test reviews, each cut to its first {probes.IMDB_MAX_TOKENS} tokens" in section
     assert "Measured with other settings (a cached interaction.json): fastformer (3 reviews, 12 tokens)." in section
     assert "Not measured (run without checkpoints/best.pt or interaction.json): transformer." in section
-    pb = json.loads((tmp_path / "runs" / "ablation/imdb/pooling_baseline/seed1/interaction.json").read_text())
+    pb = json.loads((tmp_path / "runs" / "imdb/pooling_baseline/seed1/interaction.json").read_text())
     assert pb["max_tokens"] == probes.IMDB_MAX_TOKENS and pb["n_seqs"] == min(probes.IMDB_N_SEQS, 8)
     assert (tmp_path / "out" / "probes_interaction_imdb.png").stat().st_size > 0

@@ -234,7 +234,7 @@ def test_every_probe_experiment_composes_builds_and_trains_one_step(row):
 
 def test_ablation_experiments_override_only_the_mixer():
     full = _compose(["experiment=imdb/fastformer", "ablation=sharing_qv"])
-    assert full.model.mixer.sharing == "qv" and full.experiment_name == "ablation/imdb/sharing_qv"
+    assert full.model.mixer.sharing == "qv" and full.experiment_name == "imdb/sharing_qv" and full.row == "sharing_qv"
     pb = _compose(["experiment=amazon/pooling_baseline"])
     assert pb.model.mixer.name == "pooling_baseline" and pb.data.name == "amazon"
 
@@ -248,13 +248,13 @@ def test_tables_from_runs(tmp_path):
         d = tmp_path / "runs" / exp / f"seed{seed}"
         d.mkdir(parents=True)
         parts = exp.split("/")
-        ds = parts[1] if parts[0] in ("ablation", "probe") else parts[0]
-        row = {"dataset": ds, "variant": parts[-1], "mixer": None}
+        ds = parts[1] if parts[0] == "probe" else parts[0]
+        row = {"dataset": ds, "row": parts[-1], "mixer": None}
         (d / "metrics.json").write_text(json.dumps({"task": task, "experiment": exp, "seed": seed, "params": 10, **row,
                                                     "test": {"acc": acc, "macro_f1": acc - 20}, **extra}))
     for s, base in ((1, 60.0), (2, 62.0)):
         write("imdb/fastformer", "classification", s, base)
-        write("ablation/imdb/no_key_branch", "classification", s, base - 3.0)
+        write("imdb/no_key_branch", "classification", s, base - 3.0)
     info = {"data_info": {"probe": "mqar", "seq_len": 64, "pairs_axis": False, "params": {"n_pairs": 4}}}
     write("probe/probe_mqar/L64/transformer", "probe", 1, 99.0, **info)
     write("probe/probe_mqar/L64/fastformer", "probe", 1, 30.0, **info)

@@ -107,7 +107,7 @@ def test_probes_table_has_the_n_pairs_axis(tmp_path):
         d.mkdir(parents=True)
         (d / "metrics.json").write_text(json.dumps({
             "task": "probe", "experiment": f"probe/probe_mqar/L32_P{P}/{row}", "seed": seed, "params": 10,
-            "dataset": "probe_mqar", "mixer": row, "variant": row, "test": {"acc": acc},
+            "dataset": "probe_mqar", "mixer": row, "row": row, "test": {"acc": acc},
             "data_info": {"probe": "mqar", "seq_len": 32, "params": {"n_pairs": P, "vocab": 64},
                           "fresh_per_epoch": True, "n_train": 100}}))
     for seed in (1, 2, 3):

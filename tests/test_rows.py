@@ -1,5 +1,5 @@
-"""Table rows come from explicit fields: every experiment file names its row (``variant``: the mixer, or the
-variant / ablation name), metrics.json records it beside task, dataset and mixer, and the table builders place runs by
+"""Table rows come from explicit fields: every experiment file names its row (``row``: the mixer, or the name
+an experiment or ablation file sets), metrics.json records it beside task, dataset and mixer, and the table builders place runs by
 those fields, never by parsing the experiment string."""
 from __future__ import annotations
 
@@ -23,14 +23,14 @@ def compose_experiment():
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_experiment_names_its_row(compose_experiment, name):
-    """cfg.variant (the row written to metrics.json) is the last component of the experiment's name; it is the mixer
-    unless the file sets it (variants of one mixer, ablations, the PLM rows)."""
+    """cfg.row (the row written to metrics.json) is the last component of the experiment's name; it is the mixer
+    unless the file sets it (forms of one mixer, ablations, the PLM rows)."""
     from fastformer.config_schema import validate_config
 
     cfg = compose_experiment(name)
     validate_config(cfg)  # every key of every experiment is in the schemas (fastformer/config_schema.py)
-    assert cfg.variant == str(cfg.experiment_name).split("/")[-1], (name, cfg.variant, cfg.experiment_name)
-    assert cfg.variant  # never empty
+    assert cfg.row == str(cfg.experiment_name).split("/")[-1], (name, cfg.row, cfg.experiment_name)
+    assert cfg.row  # never empty
 
 
 def test_experiments_found():
@@ -41,13 +41,13 @@ def test_experiments_found():
 @pytest.mark.parametrize("ablation", ABLATIONS)
 def test_every_ablation_over_every_dataset_names_its_row(compose_experiment, dataset, ablation):
     """``experiment=<dataset>/fastformer ablation=<name>``: the Fastformer experiment with one switch changed, in the
-    run dir ``ablation/<dataset>/<name>`` (the key of the committed run outcomes) and the row ``<name>``."""
+    run dir ``<dataset>/<name>`` and the row ``<name>``."""
     from fastformer.config_schema import validate_config
 
     cfg = compose_experiment(f"{dataset}/fastformer", f"ablation={ablation}")
     base = compose_experiment(f"{dataset}/fastformer")
     validate_config(cfg)
-    assert cfg.experiment_name == f"ablation/{dataset}/{ablation}" and cfg.variant == ablation
+    assert cfg.experiment_name == f"{dataset}/{ablation}" and cfg.row == ablation
     changed = {k for k in cfg.model.mixer if cfg.model.mixer[k] != base.model.mixer[k]}
     assert len(changed) == 1 and cfg.data == base.data and cfg.trainer == base.trainer, changed
 
@@ -64,8 +64,8 @@ def _write(root: Path, name: str, rec: dict, failed: bool = False) -> None:
     (d / ("failed.json" if failed else "metrics.json")).write_text(json.dumps(rec))
 
 
-def _rec(task, dataset, mixer, variant, seed, experiment=MISLEADING, **extra):
-    rec = {"task": task, "dataset": dataset, "mixer": mixer, "variant": variant, "seed": seed, "params": 100,
+def _rec(task, dataset, mixer, row, seed, experiment=MISLEADING, **extra):
+    rec = {"task": task, "dataset": dataset, "mixer": mixer, "row": row, "seed": seed, "params": 100,
            "device": "CPU (test)", **extra}
     if experiment is not None:
         rec["experiment"] = experiment
@@ -152,11 +152,11 @@ def test_records_missing_a_field_get_none_and_failed_ones_are_kept(tmp_path):
     from fastformer.results.common import load_runs
 
     _write(tmp_path, "new", _rec("classification", "amazon", "fastformer", "sharing_qv", 1))
-    _write(tmp_path, "old", {"task": "classification", "dataset": "imdb", "mixer": "linformer", "variant": "linformer",
+    _write(tmp_path, "old", {"task": "classification", "dataset": "imdb", "mixer": "linformer", "row": "linformer",
                              "seed": 1, "error": "boom"}, failed=True)
     new, old = load_runs(tmp_path)
-    assert (new.get("dataset"), new.get("variant"), new.get("data_info")) == ("amazon", "sharing_qv", None)
-    assert (old.status, old.get("dataset"), old.get("variant")) == ("failed", "imdb", "linformer")
+    assert (new.get("dataset"), new.get("row"), new.get("data_info")) == ("amazon", "sharing_qv", None)
+    assert (old.status, old.get("dataset"), old.get("row")) == ("failed", "imdb", "linformer")
 
 
 def test_an_untagged_mqar_run_keeps_its_length_axis(tmp_path):

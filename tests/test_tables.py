@@ -16,7 +16,7 @@ def fake_run(root: Path, exp: str, seed: int, acc: float | None, error: str | No
     d = root / exp / f"seed{seed}"
     d.mkdir(parents=True)
     base = {"task": "classification", "experiment": exp, "dataset": exp.split("/")[0], "mixer": exp.split("/")[1],
-            "variant": exp.split("/")[1], "seed": seed}
+            "row": exp.split("/")[1], "seed": seed}
     if error:
         (d / "failed.json").write_text(json.dumps({**base, "error": error}))
     else:

@@ -74,7 +74,8 @@ def _size(paths: Sequence[Path]) -> int:
 
 
 # stage -> the sweep files (configs/sweep/<name>.yaml) it runs, in order; a stage not listed runs <stage>.yaml
-STAGE_SWEEPS = {"ablations": ["ablations_reference", "ablations"]}
+STAGE_SWEEPS = {"ablations": ["ablations_reference", "ablations"], "probes": ["probes", "probes_ablations"],
+                "probes_recall": ["probes_recall", "probes_recall_ablations"]}
 
 
 def stage_sweeps(stage: str) -> list[str]:
@@ -90,9 +91,7 @@ def stage_datasets(stage: str) -> list[str]:
         exps += str(OmegaConf.select(sweep, "hydra.sweeper.params.experiment") or "").split(",")
     out: list[str] = []
     for exp in (e.strip() for e in exps):
-        parts = exp.split("/")
-        head = parts[1] if parts[0] == "ablation" and len(parts) > 1 else parts[0]
-        key = _PREFIX.get(head)
+        key = _PREFIX.get(exp.split("/")[0])
         if key and key not in out:
             out.append(key)
     return out

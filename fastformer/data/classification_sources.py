@@ -77,9 +77,9 @@ def resolve_sources(o: DataOptions) -> list[Path]:
                          if p.is_dir() or p.suffix == ".zip")
             if top:
                 return [s for p in top for s in readers.mind_news_sources(p)]
-        if o.variant not in MIND_PARTS:
-            raise UserInputError(f"data.variant={o.variant!r} is not one of {sorted(MIND_PARTS)}")
-        names = [f"MIND{o.variant}_{part}" for part in MIND_PARTS[o.variant]]
+        if o.size not in MIND_PARTS:
+            raise UserInputError(f"data.size={o.size!r} is not one of {sorted(MIND_PARTS)}")
+        names = [f"MIND{o.size}_{part}" for part in MIND_PARTS[o.size]]
         out = []
         for name in names:
             dest = path / f"{name}.zip"

@@ -78,7 +78,7 @@ class DataOptions:
     use_summary: bool = False                   # amazon
     label_mode: str = "rating8"                 # imdb: rating8 | binary
     format: str | None = None                   # imdb: aclimdb | diao_json; text: auto | jsonl | json | csv | tsv
-    variant: str = "large"                      # mind_topics download: small | large
+    size: str = "large"                         # mind_topics download: small | large
     body_path: str | None = None                # mind_topics
     body_column: int | None = None              # mind_topics
     text_field: Any = None                      # text / diao_json: str or list of str

@@ -1,9 +1,9 @@
 """Ablations: paper Figures 3 (interaction) and 4 (parameter sharing) + the review's redundancy rows.
 
-Reads the classification runs of variant ``fastformer`` (the full model = product interaction, qv+layer sharing; the
-runs of ``<ds>/fastformer``), ``fastformer_official``, ``pooling_baseline`` and the ablation variants below (``variant``
-of configs/ablation/<variant>.yaml, applied as ``experiment=<ds>/fastformer ablation=<variant>``), by their recorded
-dataset and variant. Writes
+Reads the classification runs of row ``fastformer`` (the full model = product interaction, qv+layer sharing; the
+runs of ``<ds>/fastformer``), ``fastformer_official``, ``pooling_baseline`` and the ablation rows below (the ``row``
+of configs/ablation/<name>.yaml, applied as ``experiment=<ds>/fastformer ablation=<name>``), by their recorded
+dataset and row. Writes
 ``results/ablations.{md,csv,png}``: ours (mean ± std over seeds) beside the paper's bars (PAPER.md §2.6); the
 redundancy table adds parameter counts and Δ vs the full model, paired by seed (mean of per-seed differences).
 
@@ -54,7 +54,7 @@ REDUNDANCY = [("full", "Fastformer (full, paper form)"), ("official", "Fastforme
 
 FULL = {"fastformer": "full", "fastformer_official": "official"}  # Table 4's runs these figures compare against
 VARIANTS = {k for rows in FIGURES.values() for k, _ in rows} | {k for k, _ in REDUNDANCY}
-ABLATIONS = VARIANTS - set(FULL.values())  # configs/ablation/<variant>.yaml (+ the pooling_baseline experiments)
+ABLATIONS = VARIANTS - set(FULL.values())  # configs/ablation/<name>.yaml (+ the pooling_baseline experiments)
 MAJORITY_KEYS = ("test.majority_acc", "baselines.majority_acc")  # most frequent test class; train majority on test
 DEGENERATE_TOL = 0.5  # points: the tolerance when n = 1 (and the least one when the seed std is smaller)
 MARK = "†"
@@ -63,7 +63,7 @@ DEGENERATE_LABEL = "at majority class (degenerate: the model predicts one class)
 
 def _key(r: Run) -> tuple[str, str] | None:
     """-> (dataset, row): ``full`` / ``official`` for the Table 4 Fastformer runs, else the ablation variant."""
-    v = r.get("variant")
+    v = r.get("row")
     row = FULL.get(v, v if v in ABLATIONS else None)
     return (r.get("dataset"), row) if row else None
 
@@ -222,7 +222,7 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
         lines += [_footnote(refs), ""]
     out = Path(out_dir) / table_stem("ablations", preset)
     lines += [f"![ablations]({out.name}.png)", ""]
-    write_outputs(out, "\n".join(lines), ["figure", "dataset", "variant", "acc_mean", "acc_std", "acc_paper",
+    write_outputs(out, "\n".join(lines), ["figure", "dataset", "row", "acc_mean", "acc_std", "acc_paper",
                                           "macro_f1_mean", "macro_f1_std", "macro_f1_paper", "n_seeds", "params",
                                           "majority_acc", "degenerate"],
                   csv_rows)

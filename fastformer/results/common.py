@@ -47,15 +47,15 @@ class Run:
         return cur
 
 
-ROW_FIELDS = ("task", "dataset", "mixer", "variant")  # the table row of a run: what every builder selects and groups by
+ROW_FIELDS = ("task", "dataset", "mixer", "row")  # the table row of a run: what every builder selects and groups by
 
 
 def load_runs(root: str | Path, task: str | None = None) -> list[Run]:
     """All finished and failed runs below ``root`` (optionally only those of ``task``).
 
     Every record has the row fields :data:`ROW_FIELDS` (None where unknown): ``task``, ``dataset`` (cfg.data.name),
-    ``mixer`` (cfg.model.mixer.name) and ``variant`` (cfg.variant: the table row, the mixer or the variant / ablation
-    name an experiment file sets), as scripts/train.py writes them (the records written before those fields existed
+    ``mixer`` (cfg.model.mixer.name) and ``row`` (cfg.row: the table row, the mixer or the name an experiment or
+    ablation file sets), as scripts/train.py writes them (the records written before those fields existed
     were migrated in place on 2026-12-07)."""
     runs = []
     root = Path(root)

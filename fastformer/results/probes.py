@@ -18,9 +18,9 @@ PROBES = {"probe_mqar_small": "Associative recall, 2 pairs, 16 symbols (MQAR sma
           "probe_dup_query": "Query matching (does token 0 recur?)", "probe_majority": "Majority token (control)",
           "probe_listops": "ListOps"}
 ROWS = ["transformer", "longformer", "bigbird", "linformer", "linear_transformer", "poolingformer", "performer",
-        "fastformer", "fastformer_official", "pooling_baseline", "fastformer_no_output_transform",
-        "fastformer_global_key_k", "fastformer_no_key_branch", "fastformer_mean_pooling",
-        "fastformer_no_query_residual"]
+        "fastformer", "fastformer_official", "pooling_baseline", "no_output_transform",
+        "global_key_from_k", "no_key_branch", "mean_pooling",
+        "no_query_residual"]
 
 
 # probe datasets keyed by n_pairs as well (their config tags the runs: ``run_tag: _P${data.params.n_pairs}``)
@@ -32,7 +32,7 @@ def _key(r: Run) -> tuple[str, int, str] | None:
     ``data_info.pairs_axis`` is false: runs made before the n_pairs tag) form one panel per length with x = n_pairs;
     every other probe has one panel with x = sequence length. Causal probes (``data_info.causal``) have their own
     section (``_causal_section``)."""
-    ds, row, info = r.get("dataset"), r.get("variant"), r.get("data_info") or {}
+    ds, row, info = r.get("dataset"), r.get("row"), r.get("data_info") or {}
     seq_len, n_pairs = info.get("seq_len"), (info.get("params") or {}).get("n_pairs")
     if not ds or not row or seq_len is None or info.get("causal"):
         return None
@@ -70,9 +70,9 @@ def vocab_chance(info: dict) -> float | None:
 FAMILY = {"transformer": "C0", "longformer": "C1", "bigbird": "C2", "linformer": "C3", "linear_transformer": "C4",
           "poolingformer": "C5", "performer": "C6", "pooling_baseline": "C7"}  # every Fastformer row: FASTFORMER_COLOUR
 FASTFORMER_COLOUR = "C9"
-VARIANT_STYLE = {"fastformer": "-", "fastformer_official": "--", "fastformer_no_output_transform": ":",
-                 "fastformer_global_key_k": "-.", "fastformer_no_key_branch": (0, (5, 1)),
-                 "fastformer_mean_pooling": (0, (1, 3)), "fastformer_no_query_residual": (0, (3, 1, 1, 1, 1, 1))}
+VARIANT_STYLE = {"fastformer": "-", "fastformer_official": "--", "no_output_transform": ":",
+                 "global_key_from_k": "-.", "no_key_branch": (0, (5, 1)),
+                 "mean_pooling": (0, (1, 3)), "no_query_residual": (0, (3, 1, 1, 1, 1, 1))}
 
 
 def _plot(acc: dict, probes: list[str], lengths: dict, chances: dict, out: Path, title: str) -> None:
@@ -93,7 +93,7 @@ def _plot(acc: dict, probes: list[str], lengths: dict, chances: dict, out: Path,
                    and acc[(probe, x, row)].values]
             if not pts:
                 continue
-            colour = FASTFORMER_COLOUR if row.startswith("fastformer") else FAMILY.get(row, "k")
+            colour = FASTFORMER_COLOUR if row in VARIANT_STYLE else FAMILY.get(row, "k")
             xs, mean = [x for x, _ in pts], [c.mean for _, c in pts]
             ax.plot(xs, mean, color=colour, ls=VARIANT_STYLE.get(row, "-"), marker="o", ms=3, lw=1.4,
                     label=f"{row} (n={min(c.n for _, c in pts)})")
@@ -141,7 +141,8 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
              f"row); '—' = not run. \"Solved\" = mean at least {SOLVED:.0f}%. Every row has the same embedding, "
              "positions, width, depth, FFN and head (configs/experiment/probe/base.yaml, plus the sweep's overrides); "
              "params differ only by the mixer's own weights. Rows after `fastformer_official` are the pooling baseline "
-             "(no token-token interaction at all) and the Fastformer redundancy variants.", ""]
+             "(no token-token interaction at all) and the Fastformer redundancy variants (configs/ablation/, run as "
+             "`experiment=probe/fastformer ablation=<name>`).", ""]
     if not probes:
         lines += ["No probe runs found: run `python scripts/train.py -m +sweep=probes_recall preset=quick "
                   "seed=1,2,3`.", ""]
@@ -245,7 +246,7 @@ def _causal_section(runs: list[Run]) -> tuple[list[str], list[list]]:
         return int(info.get("seq_len")), int((info.get("params") or {}).get("n_pairs"))
 
     def k(r: Run) -> tuple:
-        return (*point(r), r.get("variant"), float((r.get("data_info") or {}).get("lr")))
+        return (*point(r), r.get("row"), float((r.get("data_info") or {}).get("lr")))
 
     test, val = group(runs, k, "test.acc"), group(runs, k, "val.acc")
     epochs, params = group(runs, k, "epochs_run"), group(runs, k, "params")
@@ -264,7 +265,7 @@ def _causal_section(runs: list[Run]) -> tuple[list[str], list[list]]:
     header = ["(L, pairs)", "Mixer", "test acc", "best lr", "val acc", "reached", "epochs", "lrs run", "params"]
     table, csv_rows, notes = [], [], []
     for pt in sorted({point(r) for r in runs}):
-        for row in CAUSAL_ROWS + sorted({r.get("variant") for r in runs} - set(CAUSAL_ROWS)):
+        for row in CAUSAL_ROWS + sorted({r.get("row") for r in runs} - set(CAUSAL_ROWS)):
             lrs = sorted(lr for (L, P, v, lr) in test if (L, P) == pt and v == row)
             done = [lr for lr in lrs if val.get((*pt, row, lr)) and val[(*pt, row, lr)].values]
             if not lrs:
@@ -341,11 +342,11 @@ def _imdb_interaction_section(runs_root: str | Path, out_dir: Path) -> list[str]
     :data:`IMDB_MAX_TOKENS` tokens. Without such runs it names the command that makes them."""
     title = "## Token interaction on real inputs (IMDB classifier, quick preset)"
     runs = [r for r in load_runs(runs_root, task="classification")
-            if r.status == "ok" and r.get("dataset") == "imdb" and r.get("variant") in ROWS]
+            if r.status == "ok" and r.get("dataset") == "imdb" and r.get("row") in ROWS]
     pick: dict[str, Run] = {}
     for r in sorted(runs, key=lambda r: int(r.get("seed") or 0)):
         if (r.path / "interaction.json").exists() or (r.path / "checkpoints" / "best.pt").exists():
-            pick.setdefault(r.get("variant"), r)
+            pick.setdefault(r.get("row"), r)
     if not pick:
         found = f" ({len(runs)} found, none with checkpoints/best.pt or interaction.json)" if runs else ""
         return [title, "", f"No trained IMDB classifier runs{found}: train one per mixer with `{IMDB_COMMAND}`, then "
@@ -385,7 +386,7 @@ def _imdb_interaction_section(runs_root: str | Path, out_dir: Path) -> list[str]
     maj = next((r.get("test.majority_acc") for r in pick.values() if r.get("test.majority_acc") is not None), None)
     lines = [title, "",
              f"The same measurement on one trained quick-preset IMDB classifier per mixer (runs `imdb/<mixer>` of "
-             f"Table 4 and `ablation/imdb/pooling_baseline`; seed {','.join(map(str, seeds))}): J over the first "
+             f"Table 4, `imdb/pooling_baseline` among them; seed {','.join(map(str, seeds))}): J over the first "
              f"{n_seqs} test reviews, each cut to its first {max_tokens} tokens to keep the Jacobian cheap"
              + (f" ({any_res['n_truncated']} of them longer than that as the classifier read them"
                 + (f", capped at data.max_len = {cap} tokens" if cap else "")
@@ -394,7 +395,7 @@ def _imdb_interaction_section(runs_root: str | Path, out_dir: Path) -> list[str]
              f"{fmt_num(maj, 1)}%). One seed: a measurement of these models, not a spread.", "",
              md_table(["Mixer", "test acc", "tokens", "rank 90%", "rank 99%", "off-diag rank 90%",
                        "off-diag rank 99%", "off-diag energy %"], rows), ""]
-    unmeasured = [row for row in ROWS if row in {r.get("variant") for r in runs} and row not in pick]
+    unmeasured = [row for row in ROWS if row in {r.get("row") for r in runs} and row not in pick]
     if other:
         lines += [f"Measured with other settings (a cached interaction.json): {', '.join(other)}.", ""]
     if unmeasured:

@@ -42,7 +42,7 @@ DATASETS = {"amazon": "Amazon", "imdb": "IMDB", "mind_topics": "MIND (topics)"}
 
 
 def _row_key(r: Run) -> tuple[str, str]:
-    return r.get("dataset"), r.get("variant")
+    return r.get("dataset"), r.get("row")
 
 
 def _deltas(items: dict, ds: str) -> dict[str, Delta]:
@@ -70,7 +70,7 @@ def _verdict(ds_name: str, deltas: dict[str, Delta]) -> str:
 def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
     # this table's runs: its datasets and rows (the ablation runs on the same datasets have their own variants)
     runs = [r for r in load_runs(runs_root, task="classification")
-            if r.get("dataset") in DATASETS and r.get("variant") in ROWS]
+            if r.get("dataset") in DATASETS and r.get("row") in ROWS]
     acc = group(runs, _row_key, "test.acc")
     mf = group(runs, _row_key, "test.macro_f1")
     tps = group(runs, _row_key, "train_tokens_per_s")

@@ -40,7 +40,7 @@ PLM_ROWS = {"plm_nr", "fastformer_plm_nr"}
 
 
 def _row(r: Run) -> str:
-    return r.get("variant")
+    return r.get("row")
 
 
 def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:

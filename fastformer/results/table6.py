@@ -37,7 +37,7 @@ METRICS = [("R-1", "rouge1"), ("R-2", "rouge2"), ("R-L", "rougeLsum")]  # R-L = 
 
 
 def _row_key(r: Run) -> tuple[str, str]:
-    return r.get("dataset"), r.get("variant")
+    return r.get("dataset"), r.get("row")
 
 
 def _uniq(runs: list[Run], key: str) -> str:

@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 def config_hash(cfg: DictConfig) -> str:
     """Hash of the resolved config minus bookkeeping keys: a run dir only resumes a run of the same config."""
     c = OmegaConf.to_container(cfg, resolve=True)
-    for k in ("paths", "logger", "hydra", "variant"):  # bookkeeping: where things go, how the row is named
+    for k in ("paths", "logger", "hydra", "row"):  # bookkeeping: where things go, how the row is named
         c.pop(k, None)
     for k in ("progress_bar", "resume", "stop_after_epochs", "device", "num_workers"):
         c.get("trainer", {}).pop(k, None)
@@ -60,7 +60,7 @@ def config_hash(cfg: DictConfig) -> str:
 def run_row(cfg: DictConfig) -> dict[str, Any]:
     """The table row a run belongs to, as metrics.json and failed.json record it (fastformer/results read these)."""
     return {"task": cfg.task.name, "dataset": cfg.data.get("name"), "mixer": cfg.model.mixer.name,
-            "variant": cfg.get("variant") or cfg.model.mixer.name, "experiment": cfg.get("experiment_name"),
+            "row": cfg.get("row") or cfg.model.mixer.name, "experiment": cfg.get("experiment_name"),
             "seed": int(cfg.seed), "preset": cfg.get("preset_name")}
 
 
