@@ -11,15 +11,22 @@ from fastformer.mixers.base import causal_mixers, prefix_softmax_pool
 from fastformer.mixers.naive import (
     fastformer as naive_ff,
     linear_transformer as naive_lin,
+    longformer as naive_lf,
+    performer as naive_perf,
     pooling_baseline as naive_pool,
     transformer as naive_tf,
 )
 
 D, H = 32, 4
 REFS = {"fastformer": naive_ff.reference, "linear_transformer": naive_lin.reference,
-        "pooling_baseline": naive_pool.reference, "transformer": naive_tf.reference}
-# (name, options): every causal mixer, both Fastformer forms and its ablation options
+        "pooling_baseline": naive_pool.reference, "transformer": naive_tf.reference,
+        "performer": naive_perf.reference, "longformer": naive_lf.reference}
+# (name, options): every causal mixer, both Fastformer forms and its ablation options; performer's and longformer's
+# second case runs the multi-chunk path (performer: several scan chunks; longformer: the chunked band, not the dense
+# shortcut, and a step taken in several chunks)
 CASES = [("transformer", {}), ("linear_transformer", {}), ("pooling_baseline", {}),
+         ("performer", {}), ("performer", dict(n_features=16, chunk=4)),
+         ("longformer", dict(n_global=0)), ("longformer", dict(n_global=0, window=2, chunk=2)),
          ("pooling_baseline", dict(gate="product", broadcast=False)),
          ("fastformer", {}), ("fastformer", dict(variant="official", sharing="qv")),
          ("fastformer", dict(sharing="none")), ("fastformer", dict(interaction="add")),
@@ -47,9 +54,11 @@ def batch(B=3, N=13, dtype=torch.float64, left=False):
 
 
 def test_causal_mixers_listed_and_others_refuse():
-    assert causal_mixers() == ["fastformer", "linear_transformer", "pooling_baseline", "transformer"]
-    with pytest.raises(ValueError, match="mixer 'linformer' has no causal form; mixers with one: fastformer"):
-        build_mixer("linformer", d_model=D, n_heads=H, causal=True)
+    assert causal_mixers() == ["fastformer", "linear_transformer", "longformer", "performer", "pooling_baseline",
+                               "transformer"]
+    for name in ("bigbird", "linformer", "poolingformer"):  # no causal form (fastformer/mixers/base.py says why)
+        with pytest.raises(ValueError, match=f"mixer '{name}' has no causal form; mixers with one: fastformer, "):
+            build_mixer(name, d_model=D, n_heads=H, causal=True)
     m = build_mixer("linformer", d_model=D, n_heads=H, causal=False, max_len=16)  # the only form it has
     assert not m.causal
     with pytest.raises(NotImplementedError, match="build it with causal=True"):
@@ -142,12 +151,44 @@ def test_prefix_pool_chunks_and_large_scores():
     torch.testing.assert_close(out32.double(), ref, rtol=1e-4, atol=1e-4)
 
 
-def test_bf16_autocast_finite():
-    m = make("fastformer", dtype=torch.float32)
+@pytest.mark.parametrize("name,opts", [("fastformer", {}), ("performer", dict(chunk=4))],
+                         ids=["fastformer", "performer"])
+def test_bf16_autocast_finite(name, opts):
+    m = make(name, dtype=torch.float32, **opts)
     x, mask = batch(dtype=torch.float32)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y = m(x * 50, mask)
     assert torch.isfinite(y.float()).all()
+
+
+def test_performer_causal_prefix_reference_and_redraws():
+    """The key features are referenced to a running max over the prefix (what ``step`` can know), so earlier outputs
+    do not change at all, not even by rounding, when later tokens in the same scan chunk change (a whole-sequence key
+    shift moves them by ~1e-6 here); forward redraws as the bidirectional form does, step never does."""
+    x, mask = batch(dtype=torch.float32)
+    m = make("performer", dtype=torch.float32, n_features=16, chunk=8)
+    x2 = x.clone()
+    x2[:, 5:] = x2[:, 5:] * 100
+    assert torch.equal(m(x, mask)[:, :5], m(x2, mask)[:, :5])
+    m.train()
+    m(x, mask)
+    w0 = m.projection.clone()
+    m(x, mask)
+    assert not torch.equal(m.projection, w0)
+    w1 = m.projection.clone()
+    m.step(x[:, :3])
+    assert torch.equal(m.projection, w1)
+
+
+def test_longformer_causal_options():
+    with pytest.raises(ValueError, match="no global tokens .*set n_global=0"):
+        build_mixer("longformer", d_model=D, n_heads=H, causal=True)  # the bidirectional default n_global=8
+    with pytest.raises(ValueError, match="needs impl='fast'"):
+        build_mixer("longformer", d_model=D, n_heads=H, causal=True, n_global=0, impl="hf")
+    m = make("longformer", n_global=0, window=4)  # 2 previous positions and itself
+    x, _ = batch(B=1, N=8)
+    _, state = m.step(x)
+    assert state["k"].shape[1] == 2  # the rolling cache holds window // 2 positions
 
 
 def test_encoder_builds_causal_layers_and_reports_eager():
@@ -159,4 +200,4 @@ def test_encoder_builds_causal_layers_and_reports_eager():
     rep = implementation_report(enc)
     assert rep["ran"] == ["eager"] and any("causal=True" in f for f in rep["fallbacks"])
     with pytest.raises(ValueError, match="no causal form"):
-        Encoder(d_model=D, n_heads=H, mixer="performer", mixer_kwargs={"causal": True})
+        Encoder(d_model=D, n_heads=H, mixer="bigbird", mixer_kwargs={"causal": True})

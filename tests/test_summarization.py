@@ -211,7 +211,8 @@ def tiny_seq2seq(mixer: str = "transformer", decoder_mixer: dict | None = None, 
 
 # decoder self-attention: softmax (None) or a causal mixer (fastformer/models/seq2seq.py ``decoder_mixer``)
 DECODERS = [None, {"name": "fastformer"}, {"name": "fastformer", "variant": "official", "sharing": "qv"},
-            {"name": "linear_transformer"}, {"name": "pooling_baseline"}, {"name": "transformer"}]
+            {"name": "linear_transformer"}, {"name": "pooling_baseline"}, {"name": "transformer"},
+            {"name": "performer", "n_features": 16}, {"name": "longformer", "n_global": 0, "window": 4}]
 DEC_IDS = ["softmax"] + ["-".join(str(v) for v in d.values()) for d in DECODERS[1:]]
 
 

@@ -25,6 +25,18 @@ Causal forms (decoders, causal language models). A mixer that has one takes the 
 The additive mixers (Fastformer, the pooling baseline) pool with :func:`prefix_softmax_pool`: a softmax-weighted sum
 over each prefix, computed chunk by chunk with a running max, O(N * chunk * d) time (linear in N) and a constant-size
 state (max, weighted sum, normaliser) per head.
+
+Causal forms and their states: ``transformer`` (key/value cache), ``linear_transformer`` (prefix sums [S | z]),
+``performer`` (unidirectional FAVOR+ with the same random features: [S | z] per head under a running max,
+chunked scan), ``longformer`` (the band's past half, i - window // 2 .. i, no global tokens; a rolling cache of the
+last window // 2 keys/values), ``fastformer`` and ``pooling_baseline`` (the prefix pool above). No causal form:
+
+* ``bigbird``: global and random key blocks reach across the whole sequence; its paper uses the sparse pattern in
+  encoders only (summarisation: sparse encoder, full-attention decoder);
+* ``linformer``: E/F project keys/values along the sequence axis, so every projected key mixes all positions,
+  later ones included; its paper gives no causal form;
+* ``poolingformer``: its second level pools buckets that hold later tokens; its paper defines it for long-document
+  encoders only.
 """
 from __future__ import annotations
 

@@ -21,6 +21,15 @@ zero-fills full-size buffers, measured 2x slower on CPU).
 ``impl="hf"``: transformers' ``LongformerSelfAttention`` itself, fed with its own conventions (padding to a multiple of
 ``window``, the -/0/+ attention mask, ``is_index_*`` tensors). Both impls own the same parameters under the same names,
 so a state dict from one loads into the other with ``strict=True``.
+
+``causal=True`` (the autoregressive setting of the paper's character LM, §4: sliding windows only, no global
+attention): the bidirectional band with its future half removed -- token i attends to the real keys
+``i - window // 2 .. i`` (``window // 2`` previous positions and itself), as the allenai implementation's
+``autoregressive`` mode attends to its one-sided ``attention_window`` previous positions (HF's ``attention_window`` =
+our ``window`` is twice that). So ``window`` keeps its meaning (total span of the bidirectional band) and a causal
+layer sees exactly the past part of it; for ``w`` previous positions set ``window = 2 w``. Requires ``n_global=0``
+(the mixer's default 8 is the bidirectional Table 8 setting; a ValueError says so) and ``impl="fast"``. ``step`` keeps
+a rolling cache of the last ``window // 2`` keys and values.
 """
 from __future__ import annotations
 
@@ -133,11 +142,19 @@ class Longformer(TokenMixer):
     impl      "fast" (chunked SDPA, plain PyTorch) | "hf" (transformers' LongformerSelfAttention); same parameters
     chunk     query chunk size of the fast impl (None: max(16, window // 2)); changes speed, not results
     max_len   accepted for the encoder contract, unused (any length works)
+    causal    token i sees the real keys i - window // 2 .. i only (needs n_global=0, impl="fast"); adds ``step``
     """
 
     def __init__(self, d_model: int, n_heads: int, *, window: int = 8, n_global: int = 8, dropout: float = 0.0,
-                 impl: str = "fast", chunk: int | None = None, max_len: int | None = None):
+                 impl: str = "fast", chunk: int | None = None, max_len: int | None = None, causal: bool = False):
         super().__init__(d_model, n_heads)
+        self.causal = bool(causal)
+        if causal and n_global:
+            raise ValueError(f"longformer causal=True has no global tokens (n_global={n_global}): set n_global=0 "
+                             "(e.g. model.mixer.n_global=0, or n_global: 0 in model.decoder_mixer)")
+        if causal and impl != "fast":
+            raise ValueError(f"longformer causal=True needs impl='fast' (got {impl!r}; transformers' "
+                             "LongformerSelfAttention has no causal form)")
         if window < 2 or window % 2:
             raise ValueError(f"longformer option window={window} must be an even total span >= 2 (±window/2 each side)")
         if n_global < 0:
@@ -181,6 +198,40 @@ class Longformer(TokenMixer):
             y = torch.cat([yg.transpose(1, 2), y[:, g:]], dim=1)  # global rows replace their local rows
         return self.out(y.reshape(B, N, D))
 
+    def _causal_fast(self, x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        B, N, D = x.shape
+        q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))  # (B, N, h, dh)
+        w = self.one_sided
+        y = chunked_band_attention(q, k, v, real, chunk=self.chunk, key_step=self.chunk, key_left=w,
+                                   key_len=self.chunk + w, allow=lambda qp, kp: (kp <= qp) & (qp - kp <= w),
+                                   dropout=self.attn_dropout if self.training else 0.0)  # (B, N, h, dh)
+        return self.out(y.reshape(B, N, D))
+
+    def step(self, x: torch.Tensor, state: dict | None = None) -> tuple[torch.Tensor, dict]:
+        """Causal incremental step: state ``{"k", "v"}`` (B, past, h, dh), the last ``past <= window // 2`` positions'
+        keys and values. ``x`` is taken ``chunk`` positions at a time, so a long piece costs O(t (chunk + w))."""
+        if not self.causal:
+            return super().step(x, state)
+        B, t, D = x.shape
+        w, p = self.one_sided, self.attn_dropout if self.training else 0.0
+        q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))  # (B, t, h, dh)
+        kc = state["k"] if state else k[:, :0]
+        vc = state["v"] if state else v[:, :0]
+        ys = []
+        for a in range(0, t, self.chunk):
+            past = kc.shape[1]
+            kc, vc = torch.cat([kc, k[:, a:a + self.chunk]], 1), torch.cat([vc, v[:, a:a + self.chunk]], 1)
+            qa = q[:, a:a + self.chunk]  # (B, C, h, dh) at positions past + r of the keys kc (B, past + C, h, dh)
+            qpos = past + torch.arange(qa.shape[1], device=x.device)[:, None]
+            kpos = torch.arange(kc.shape[1], device=x.device)[None, :]
+            allowed = (kpos <= qpos) & (qpos - kpos <= w)  # (C, past + C)
+            ya = F.scaled_dot_product_attention(qa.transpose(1, 2), kc.transpose(1, 2), vc.transpose(1, 2),
+                                                attn_mask=allowed, dropout_p=p)  # (B, h, C, dh)
+            ys.append(ya.transpose(1, 2))
+            kc, vc = kc[:, -w:], vc[:, -w:]  # the rolling cache: the last w positions
+        y = torch.cat(ys, 1) if ys else q  # (B, t, h, dh)
+        return self.out(y.reshape(B, t, D)), {"k": kc, "v": vc}
+
     # ------------------------------------------------------------------------------------------------- hf impl
     def _build_hf(self, d_model: int, n_heads: int, window: int, dropout: float) -> nn.Module:
         from transformers import LongformerConfig
@@ -210,7 +261,11 @@ class Longformer(TokenMixer):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         real = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device) if mask is None else mask.bool()
+        if self.causal:
+            return self._causal_fast(x, real)
         return self._hf_forward(x, real) if self.impl == "hf" else self._fast(x, real)
 
     def extra_repr(self) -> str:
+        if self.causal:
+            return f"window={self.window} (causal: {self.one_sided} previous), n_global=0, impl={self.impl!r}"
         return f"window={self.window} (±{self.one_sided}), n_global={self.n_global}, impl={self.impl!r}"

@@ -3,6 +3,7 @@
 Ordinary query i (not global) may attend key j iff j is real and (|i - j| <= window // 2 or j is global), scored with
 ``query``/``key`` and summed over ``value``. A global query (one of the first ``n_global`` real positions) attends every
 real key with ``query_global``/``key_global``/``value_global``. Padded query rows are left at zero.
+Causal (``n_global`` = 0): the band keeps only keys j <= i, i.e. i - window // 2 <= j <= i.
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ def reference(m, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Ten
     real_all = torch.ones(B, N, dtype=torch.bool) if mask is None else mask.cpu().bool()
     pos = torch.arange(N)
     near = (pos[:, None] - pos[None, :]).abs() <= w  # (N, N) sliding window
+    if m.causal:
+        near = near & (pos[None, :] <= pos[:, None])  # the band's past half and the diagonal
     rows = []
     for b in range(B):
         real = real_all[b]

@@ -1,6 +1,6 @@
 """Reference for ``performer``: FAVOR+ written densely per head from the mixer's own projection buffer, without the
 stabilising shifts: phi(x) = exp(W x' - |x'|^2/2) / sqrt(m), x' = x dh^-1/4, A_ij = phi(q_i).phi(k_j) over real keys
-(an explicit N x N matrix), out = A V / rowsum(A)."""
+(an explicit N x N matrix; causal: times the lower-triangular mask, keys j <= i), out = A V / rowsum(A)."""
 from __future__ import annotations
 
 import math
@@ -19,11 +19,13 @@ def reference(m, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Ten
         t = t / dh ** 0.25
         return torch.exp(t @ w.T - (t * t).sum(-1, keepdim=True) / 2) / math.sqrt(n_feat)
 
+    keep = torch.ones(B, N, N, dtype=x.dtype) if mask is None else mask[:, None, :].to(x.dtype).expand(B, N, N)
+    if m.causal:
+        keep = keep * torch.ones(N, N, dtype=x.dtype).tril()  # (B, N, N): 1 where query i may see key j
+    no_key = (keep.sum(-1, keepdim=True) == 0).to(x.dtype)  # (B, N, 1) a (padded) query with no key: 0 / 1, not 0 / 0
     out = torch.zeros_like(x)
     for hd in range(h):
         sl = slice(hd * dh, (hd + 1) * dh)
-        a = phi(q[..., sl]) @ phi(k[..., sl]).transpose(1, 2)  # (B, N, N) approximate exp(q.k / sqrt(dh))
-        if mask is not None:
-            a = a * mask[:, None, :].to(a.dtype)
-        out[..., sl] = (a @ v[..., sl]) / a.sum(-1, keepdim=True)
+        a = phi(q[..., sl]) @ phi(k[..., sl]).transpose(1, 2) * keep  # (B, N, N) approximate exp(q.k / sqrt(dh))
+        out[..., sl] = (a @ v[..., sl]) / (a.sum(-1, keepdim=True) + no_key)
     return m.out(out)
