@@ -1,9 +1,9 @@
 """Ablations: paper Figures 3 (interaction) and 4 (parameter sharing) + the review's redundancy rows.
 
 Reads the classification runs of row ``fastformer`` (the full model = product interaction, qv+layer sharing; the
-runs of ``<ds>/fastformer``), ``fastformer_official``, ``pooling_baseline`` and the ablation rows below (the ``row``
-of configs/ablation/<name>.yaml, applied as ``experiment=<ds>/fastformer ablation=<name>``), by their recorded
-dataset and row. Writes
+runs of ``<ds>/fastformer``), ``fastformer_official``, ``pooling_baseline`` and the ablation rows (the ``row`` of
+configs/ablation/<name>.yaml, applied as ``experiment=<ds>/fastformer ablation=<name>``), by their recorded dataset
+and row; rows, labels and the paper's values are in fastformer/results/rows.py (``ABLATION_*``). Writes
 ``results/ablations.{md,csv,png}``: ours (mean ± std over seeds) beside the paper's bars (PAPER.md §2.6); the
 redundancy table adds parameter counts and Δ vs the full model, paired by seed (mean of per-seed differences).
 
@@ -27,34 +27,15 @@ from fastformer.results.common import (
     table_stem,
     write_outputs,
 )
+from fastformer.results.rows import (
+    ABLATION_DATASETS as DATASETS,
+    ABLATION_FIGURES as FIGURES,
+    ABLATION_PAPER as PAPER,
+    ABLATION_REDUNDANCY as REDUNDANCY,
+    ablation_row,
+)
 from fastformer.results.stats import items_by_row, row_delta
 
-DATASETS = {"amazon": "Amazon", "imdb": "IMDB", "mind_topics": "MIND (topics)"}
-# paper values (Acc, Macro-F), v5 Figures 3 and 4 as read in PAPER.md §2.6 ("full" = product / qv+layer)
-PAPER = {
-    "interaction_concat": {"amazon": (64.47, 40.87), "imdb": (52.44, 42.33), "mind_topics": (80.57, 60.46)},
-    "interaction_add": {"amazon": (65.22, 41.89), "imdb": (52.99, 42.99), "mind_topics": (81.34, 62.12)},
-    "full": {"amazon": (66.13, 43.23), "imdb": (54.10, 44.65), "mind_topics": (82.34, 63.89)},
-    "sharing_none": {"amazon": (65.87, 42.76), "imdb": (53.56, 44.13), "mind_topics": (82.13, 63.52)},
-    "sharing_qv": {"amazon": (65.92, 42.98), "imdb": (53.77, 44.25), "mind_topics": (82.10, 63.57)},
-    "sharing_qv_head": {"amazon": (65.63, 42.43), "imdb": (53.42, 43.67), "mind_topics": (81.76, 62.32)},
-}
-FIGURES = {
-    "Figure 3: interaction between the global vector and keys/values": [
-        ("interaction_concat", "Concatenation"), ("interaction_add", "Add"), ("full", "Element-wise product")],
-    "Figure 4: parameter sharing": [
-        ("sharing_none", "w/o sharing"), ("sharing_qv", "Query-Value"), ("sharing_qv_head", "QV + head-wise"),
-        ("full", "QV + layer-wise")],
-}
-REDUNDANCY = [("full", "Fastformer (full, paper form)"), ("official", "Fastformer (released-code layer)"),
-              ("no_output_transform", "no output transform W_r"), ("global_key_from_k", "no query-key product in k*"),
-              ("no_key_branch", "no key branch (pooling + gating)"), ("mean_pooling", "mean pooling"),
-              ("no_query_residual", "no query residual"), ("pooling_baseline", "pooling baseline mixer")]
-
-
-FULL = {"fastformer": "full", "fastformer_official": "official"}  # Table 4's runs these figures compare against
-VARIANTS = {k for rows in FIGURES.values() for k, _ in rows} | {k for k, _ in REDUNDANCY}
-ABLATIONS = VARIANTS - set(FULL.values())  # configs/ablation/<name>.yaml (+ the pooling_baseline experiments)
 MAJORITY_KEYS = ("test.majority_acc", "baselines.majority_acc")  # most frequent test class; train majority on test
 DEGENERATE_TOL = 0.5  # points: the tolerance when n = 1 (and the least one when the seed std is smaller)
 MARK = "†"
@@ -63,8 +44,7 @@ DEGENERATE_LABEL = "at majority class (degenerate: the model predicts one class)
 
 def _key(r: Run) -> tuple[str, str] | None:
     """-> (dataset, row): ``full`` / ``official`` for the Table 4 Fastformer runs, else the ablation variant."""
-    v = r.get("row")
-    row = FULL.get(v, v if v in ABLATIONS else None)
+    row = ablation_row(r.get("row"))
     return (r.get("dataset"), row) if row else None
 
 

@@ -11,16 +11,14 @@ from collections import Counter
 from pathlib import Path
 
 from fastformer.results.common import MISSING, Run, fmt_num, group, load_runs, md_table, provenance, write_outputs
+from fastformer.results.rows import (
+    CAUSAL_ROWS,
+    PROBE_DATASETS as PROBES,
+    PROBE_ROWS as ROWS,
+    ZOOLOGY_ATTENTION,
+)
 
 SOLVED = 90.0  # accuracy (%) counted as "solves the probe"
-PROBES = {"probe_mqar_small": "Associative recall, 2 pairs, 16 symbols (MQAR small)",
-          "probe_mqar": "Multi-query associative recall (MQAR)", "probe_dup": "Duplicate detection (any pair)",
-          "probe_dup_query": "Query matching (does token 0 recur?)", "probe_majority": "Majority token (control)",
-          "probe_listops": "ListOps"}
-ROWS = ["transformer", "longformer", "bigbird", "linformer", "linear_transformer", "poolingformer", "performer",
-        "fastformer", "fastformer_official", "pooling_baseline", "no_output_transform",
-        "global_key_from_k", "no_key_branch", "mean_pooling",
-        "no_query_residual"]
 
 
 # probe datasets keyed by n_pairs as well (their config tags the runs: ``run_tag: _P${data.params.n_pairs}``)
@@ -223,11 +221,6 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
     return out.with_suffix(".md")
 
 
-# Zoology (Arora et al. 2023, arXiv 2312.04927), Figure 2: MQAR accuracy vs model dimension at (L, pairs) = (64, 4),
-# (128, 8), (256, 16) (and 512), 2-layer models. Attention is at ~100% at every point and width; the paper gives the
-# numbers only as a plot, so the table quotes them as read off it.
-ZOOLOGY_ATTENTION = "≈100% at every point and every d_model 64-512 (Figure 2, read off the plot; no table given)"
-CAUSAL_ROWS = ["transformer", "fastformer", "fastformer_official", "linear_transformer", "pooling_baseline"]
 CAUSAL_TARGET = 99.0  # Zoology's stop criterion and the control's bar
 
 

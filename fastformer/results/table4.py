@@ -16,29 +16,17 @@ from fastformer.results.common import (
     table_stem,
     write_outputs,
 )
+from fastformer.results.rows import (
+    NAMES,
+    TABLE4_DATASETS as DATASETS,
+    TABLE4_PAPER as PAPER,
+    TABLE4_ROWS as ROWS,
+)
 from fastformer.results.stats import Delta, items_by_row, row_delta
 
-# Paper Table 4 (v5), mean over 5 runs: (Acc, Macro-F) per dataset. Performer is not in the paper.
-PAPER = {
-    "transformer": {"amazon": (65.32, 42.31), "imdb": (52.04, 42.69), "mind_topics": (80.90, 60.02)},
-    "longformer": {"amazon": (65.45, 42.48), "imdb": (52.21, 43.36), "mind_topics": (81.36, 62.59)},
-    "bigbird": {"amazon": (66.14, 42.96), "imdb": (53.23, 44.03), "mind_topics": (81.93, 63.58)},
-    "linformer": {"amazon": (66.20, 43.13), "imdb": (53.17, 44.34), "mind_topics": (82.16, 63.77)},
-    "linear_transformer": {"amazon": (66.12, 43.04), "imdb": (53.09, 44.30), "mind_topics": (82.25, 63.81)},
-    "poolingformer": {"amazon": (66.05, 43.00), "imdb": (53.78, 44.52), "mind_topics": (82.46, 64.10)},
-    "fastformer": {"amazon": (66.13, 43.23), "imdb": (54.10, 44.65), "mind_topics": (82.34, 63.89)},
-}
-ROWS = ["transformer", "longformer", "bigbird", "linformer", "linear_transformer", "poolingformer", "performer",
-        "fastformer", "fastformer_official", "pooling_baseline"]
 REFERENCE = "transformer"  # the row every other row's difference is taken against
 MIN_SEEDS = 3  # a difference is judged (resolved or not) only when both rows have this many seeds: below it the
                # interval cannot see the seed spread
-NAMES = {"transformer": "Transformer", "longformer": "Longformer", "bigbird": "BigBird", "linformer": "Linformer",
-         "linear_transformer": "Linear Transformer", "poolingformer": "Poolingformer",
-         "performer": "Performer (not in paper)", "fastformer": "Fastformer",
-         "fastformer_official": "Fastformer (released-code layer)",
-         "pooling_baseline": "Pooling baseline (no token interaction; not in paper)"}
-DATASETS = {"amazon": "Amazon", "imdb": "IMDB", "mind_topics": "MIND (topics)"}
 
 
 def _row_key(r: Run) -> tuple[str, str]:

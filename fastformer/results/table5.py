@@ -18,25 +18,15 @@ from fastformer.results.common import (
     provenance,
     write_outputs,
 )
+from fastformer.results.rows import (
+    TABLE5_NAMES as NAMES,
+    TABLE5_PAPER as PAPER,
+    TABLE5_PAPER_ONLY as PAPER_ONLY,
+    TABLE5_PLM_ROWS as PLM_ROWS,
+    TABLE5_ROWS as ROWS,
+)
 
 METRICS = {"auc": "AUC", "mrr": "MRR", "ndcg@5": "nDCG@5", "ndcg@10": "nDCG@10"}
-# Paper Table 5 (v5); no std reported. Rows without our counterpart (NRMS, FIM, the 5-model ensemble) are listed below.
-PAPER = {
-    "transformer": (68.22, 33.32, 36.35, 42.23), "longformer": (67.98, 33.04, 36.18, 42.06),
-    "bigbird": (68.14, 33.28, 36.30, 42.18), "linformer": (68.02, 33.19, 36.22, 42.10),
-    "linear_transformer": (67.76, 32.94, 36.16, 41.97), "poolingformer": (68.54, 33.60, 36.69, 42.60),
-    "fastformer": (69.11, 34.25, 37.26, 43.38), "plm_nr": (70.64, 35.39, 38.71, 44.38),
-    "fastformer_plm_nr": (71.04, 35.91, 39.16, 45.03),
-}
-PAPER_ONLY = {"NRMS": (68.18, 33.29, 36.31, 42.20), "FIM": (68.31, 33.42, 36.47, 42.35),
-              "Fastformer+PLM-NR* (5-model ensemble)": (72.68, 37.45, 41.51, 46.84)}
-ROWS = ["transformer", "longformer", "bigbird", "linformer", "linear_transformer", "poolingformer", "performer",
-        "fastformer", "plm_nr", "fastformer_plm_nr"]
-NAMES = {"transformer": "Transformer (NRMS-style)", "longformer": "Longformer", "bigbird": "BigBird",
-         "linformer": "Linformer", "linear_transformer": "Linear Transformer", "poolingformer": "Poolingformer",
-         "performer": "Performer (not in paper)", "fastformer": "Fastformer", "plm_nr": "PLM-NR",
-         "fastformer_plm_nr": "Fastformer+PLM-NR"}
-PLM_ROWS = {"plm_nr", "fastformer_plm_nr"}
 
 
 def _row(r: Run) -> str:

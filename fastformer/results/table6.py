@@ -15,24 +15,13 @@ from fastformer.results.common import (
     provenance,
     write_outputs,
 )
+from fastformer.results.rows import (
+    NAMES,
+    TABLE6_DATASETS as DATASETS,
+    TABLE6_PAPER as PAPER,
+    TABLE6_ROWS as ROWS,
+)
 
-# Paper Table 6 (v5): (R-1, R-2, R-L) per dataset. The paper does not say which ROUGE package/variant (PAPER.md §2.3).
-PAPER = {
-    "transformer": {"cnndm": (38.52, 16.04, 35.87), "pubmed": (34.26, 11.88, 31.64)},
-    "longformer": {"cnndm": (37.89, 15.46, 35.19), "pubmed": (36.92, 14.34, 33.75)},
-    "bigbird": {"cnndm": (38.31, 15.78, 35.60), "pubmed": (37.73, 14.99, 34.51)},
-    "linformer": {"cnndm": (37.96, 15.58, 35.34), "pubmed": (37.22, 14.48, 34.02)},
-    "linear_transformer": {"cnndm": (37.24, 14.87, 34.64), "pubmed": (36.43, 13.80, 33.21)},
-    "poolingformer": {"cnndm": (38.58, 16.16, 36.17), "pubmed": (37.82, 15.15, 34.63)},
-    "fastformer": {"cnndm": (38.54, 16.22, 36.21), "pubmed": (38.09, 15.44, 34.81)},
-}
-ROWS = ["transformer", "longformer", "bigbird", "linformer", "linear_transformer", "poolingformer", "performer",
-        "fastformer", "fastformer_decoder"]
-NAMES = {"transformer": "Transformer", "longformer": "Longformer", "bigbird": "BigBird", "linformer": "Linformer",
-         "linear_transformer": "Linear Transformer", "poolingformer": "Poolingformer",
-         "performer": "Performer (not in paper)", "fastformer": "Fastformer",
-         "fastformer_decoder": "Fastformer, encoder and decoder (not in paper)"}
-DATASETS = {"cnndm": "CNN/DailyMail", "pubmed": "PubMed"}
 METRICS = [("R-1", "rouge1"), ("R-2", "rouge2"), ("R-L", "rougeLsum")]  # R-L = summary-level ROUGE-Lsum
 
 
