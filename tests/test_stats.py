@@ -49,3 +49,36 @@ def test_seed_noise_widens_the_interval():
 def test_rejects_mismatched_items():
     with pytest.raises(ValueError, match="same items"):
         paired_bootstrap_delta([np.ones(10, bool)], [np.ones(11, bool)])
+
+
+def test_bonferroni_interval_is_wider_and_its_table_line_judges_every_difference(tmp_path):
+    """bonferroni_level(m) keeps the family-wise error at 5%; its interval contains the 95% one. Table 4's "All
+    datasets together" line re-tests every judged difference at that level and names those still resolved."""
+    import json
+
+    from fastformer.results import table4
+    from fastformer.results.stats import bonferroni_level, row_delta
+    from fastformer.utils import item_record
+
+    assert bonferroni_level(1) == pytest.approx(0.95) and bonferroni_level(10) == pytest.approx(0.995)
+    rng = np.random.default_rng(3)
+    gaps = {"imdb": 0.06, "amazon": 0.0}  # Fastformer minus Transformer: clear on IMDB, none on Amazon
+    for ds, gap in gaps.items():
+        ff, tr = _rows(rng, 4000, 0.5 + gap, 0.5, 3, 3, seed_sd=0.002)
+        for row, seeds in (("fastformer", ff), ("transformer", tr)):
+            for s, correct in enumerate(seeds, 1):
+                d = tmp_path / "runs" / ds / row / f"seed{s}"
+                d.mkdir(parents=True)
+                (d / "metrics.json").write_text(json.dumps({
+                    "task": "classification", "dataset": ds, "mixer": row, "row": row, "seed": s, "params": 1,
+                    "test": {"acc": 100 * float(np.mean(correct)), "macro_f1": 1.0},
+                    "test_items": item_record(np.arange(len(correct)), correct, len(correct))}))
+    items = table4.items_by_row(
+        [r for r in table4.load_runs(tmp_path / "runs") if r.status == "ok"], table4._row_key)
+    wide = row_delta(items, ("imdb", "fastformer"), ("imdb", "transformer"), level=bonferroni_level(2))
+    narrow = row_delta(items, ("imdb", "fastformer"), ("imdb", "transformer"))
+    assert wide.lo <= narrow.lo and wide.hi >= narrow.hi
+    md = table4.build(tmp_path / "runs", tmp_path / "out", "cpu").read_text()
+    family = next(line for line in md.splitlines() if line.startswith("- **All datasets together"))
+    assert "over the 2 judged differences: 97.50% intervals" in family
+    assert "Fastformer on IMDB +" in family and "on Amazon" not in family, family

@@ -22,7 +22,7 @@ from fastformer.results.rows import (
     TABLE4_PAPER as PAPER,
     TABLE4_ROWS as ROWS,
 )
-from fastformer.results.stats import Delta, items_by_row, row_delta
+from fastformer.results.stats import Delta, bonferroni_level, items_by_row, row_delta
 
 REFERENCE = "transformer"  # the row every other row's difference is taken against
 MIN_SEEDS = 3  # a difference is judged (resolved or not) only when both rows have this many seeds: below it the
@@ -53,6 +53,20 @@ def _verdict(ds_name: str, deltas: dict[str, Delta]) -> str:
             f"Not resolved: {'; '.join(unres) or 'none'}."
             + (f" Not yet judged, fewer than {MIN_SEEDS} seeds in the row or the Transformer's: {'; '.join(pending)}."
                if pending else ""))
+
+
+def _family_verdict(items: dict) -> str:
+    """One line over all datasets together: every judged difference (both rows >= MIN_SEEDS seeds) re-tested with a
+    Bonferroni-corrected interval, so that the chance of any false "resolved" in the table stays at 5%."""
+    judged = [(ds, row) for ds in DATASETS for row, d in _deltas(items, ds).items() if min(d.n_a, d.n_b) >= MIN_SEEDS]
+    if not judged:
+        return "- **All datasets together:** no difference judged yet."
+    level = bonferroni_level(len(judged))
+    adj = {(ds, row): row_delta(items, (ds, row), (ds, REFERENCE), level=level) for ds, row in judged}
+    res = [f"{NAMES[row]} on {DATASETS[ds]} {d.fmt()}" for (ds, row), d in adj.items() if d.resolved]
+    return (f"- **All datasets together, corrected for multiple comparisons** (Bonferroni over the {len(judged)} judged "
+            f"differences: {100 * level:.2f}% intervals, family-wise error 5%): resolved: {'; '.join(res) or 'none'}. "
+            "The per-dataset lines above use 95% intervals, one comparison at a time.")
 
 
 def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
@@ -138,7 +152,7 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
             verdicts.append(_verdict(ds_name, deltas))
             lines += [verdicts[-1], ""]
     if verdicts:
-        lines += ["## What is resolved", "", *[f"- {v}" for v in verdicts], ""]
+        lines += ["## What is resolved", "", *[f"- {v}" for v in verdicts], _family_verdict(items), ""]
     out = Path(out_dir) / table_stem("table4_classification", preset)
     write_outputs(out, "\n".join(lines), ["dataset", "model", "acc_mean", "acc_std", "acc_paper", "macro_f1_mean",
                                           "macro_f1_std", "macro_f1_paper", "n_seeds", "n_failed", "data_used",
