@@ -89,7 +89,7 @@ def test_every_table_cell_composes_for_the_gpu_run(tmp_path):
             task = {"mind_rec": "newsrec", "cnndm": "summarization", "pubmed": "summarization"}.get(ds,
                                                                                                  "classification")
             cfg = compose("train", overrides=smoke.cell_overrides(ds, mixer, a, tmp_path, tmp_path, task))
-            assert cfg.task.name == task and cfg.variant == mixer and cfg.preset_name == "paper"  # the row
+            assert cfg.task.name == task and cfg.row == mixer and cfg.preset_name == "paper"  # the row
             assert cfg.trainer.device == "cuda" and cfg.trainer.precision == "bf16"
             assert cfg.trainer.limit_train_batches == a.steps and cfg.trainer.max_epochs == 1
             extra, missing = smoke.data_overrides(cfg, tmp_path)
