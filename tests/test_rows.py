@@ -172,3 +172,30 @@ def test_an_untagged_mqar_run_keeps_its_length_axis(tmp_path):
     old, new = sorted(load_runs(tmp_path), key=lambda r: r.path.name, reverse=True)
     assert probes._key(old) == ("probe_mqar", 64, "transformer")
     assert probes._key(new) == ("probe_mqar@L64", 4, "transformer")
+
+
+def _sets_nothing(path: Path) -> bool:
+    """An experiment file whose only content is its defaults list (the base + the mixer)."""
+    body = [ln for ln in path.read_text().splitlines()
+            if ln.strip() and not ln.startswith("#") and not ln.startswith("defaults:") and not ln.startswith("  - ")]
+    return not body
+
+
+MIXER_ONLY = sorted(name for name in EXPERIMENTS if not name.endswith("/base")
+                    and _sets_nothing(CONFIGS / "experiment" / f"{name}.yaml"))
+
+
+def test_mixer_only_cells_exist():
+    assert "imdb/fastformer" in MIXER_ONLY and "imdb/longformer" not in MIXER_ONLY and len(MIXER_ONLY) > 20
+
+
+@pytest.mark.parametrize("name", MIXER_ONLY)
+def test_a_mixer_only_cell_is_its_base_with_the_mixer(compose_experiment, name):
+    """configs/README.md: ``experiment=<dataset>/<mixer>`` of a file that only picks the mixer composes exactly what
+    ``experiment=<dataset>/base model/mixer=<mixer>`` does (the file is the cell's name, nothing more)."""
+    from omegaconf import OmegaConf
+
+    cell = compose_experiment(name)
+    dataset = name.rsplit("/", 1)[0]
+    composed = compose_experiment(f"{dataset}/base", f"model/mixer={cell.model.mixer.name}")
+    assert OmegaConf.to_container(cell, resolve=True) == OmegaConf.to_container(composed, resolve=True)
