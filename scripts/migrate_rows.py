@@ -1,6 +1,6 @@
 """Migrate run outcomes to the row naming of 2026-12-07 (issue #21: one name per switch, one meaning per name).
 
-    python scripts/migrate_rows.py logs/multiruns            # every run dir below; idempotent (a second pass moves nothing)
+    python scripts/migrate_rows.py logs/multiruns            # every run dir below; a second pass moves nothing
     python scripts/migrate_rows.py logs/multiruns --dry-run  # print what would move
 
 What changed, and what this does to each run dir holding metrics.json / failed.json:

@@ -22,7 +22,8 @@ def _compose(overrides, config_dir: Path = ROOT / "configs"):
 
 
 @pytest.mark.parametrize("exp", ["imdb/fastformer", "mind_rec/fastformer_plm_nr", "cnndm/longformer",
-                                 "probe/fastformer ablation=global_key_from_k", "amazon/fastformer ablation=sharing_qv"])
+                                 "probe/fastformer ablation=global_key_from_k",
+                                 "amazon/fastformer ablation=sharing_qv"])
 def test_paper_preset_validates(exp):
     exp, *more = exp.split()
     validate_config(_compose([f"experiment={exp}", "preset=paper", *more]))

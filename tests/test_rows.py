@@ -1,6 +1,6 @@
-"""Table rows come from explicit fields: every experiment file names its row (``row``: the mixer, or the name
-an experiment or ablation file sets), metrics.json records it beside task, dataset and mixer, and the table builders place runs by
-those fields, never by parsing the experiment string."""
+"""Table rows come from explicit fields: every experiment file names its row (``row``: the mixer, or the name an
+experiment or ablation file sets), metrics.json records it beside task, dataset and mixer, and the table builders place
+runs by those fields, never by parsing the experiment string."""
 from __future__ import annotations
 
 from pathlib import Path

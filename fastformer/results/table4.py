@@ -64,8 +64,9 @@ def _family_verdict(items: dict) -> str:
     level = bonferroni_level(len(judged))
     adj = {(ds, row): row_delta(items, (ds, row), (ds, REFERENCE), level=level) for ds, row in judged}
     res = [f"{NAMES[row]} on {DATASETS[ds]} {d.fmt()}" for (ds, row), d in adj.items() if d.resolved]
-    return (f"- **All datasets together, corrected for multiple comparisons** (Bonferroni over the {len(judged)} judged "
-            f"differences: {100 * level:.2f}% intervals, family-wise error 5%): resolved: {'; '.join(res) or 'none'}. "
+    return ("- **All datasets together, corrected for multiple comparisons** (Bonferroni over the "
+            f"{len(judged)} judged differences: {100 * level:.2f}% intervals, family-wise error 5%): resolved: "
+            f"{'; '.join(res) or 'none'}. "
             "The per-dataset lines above use 95% intervals, one comparison at a time.")
 
 
