@@ -147,3 +147,26 @@ def test_probes_recall_stage_smoke(tmp_path):
     again = probes.build(tmp_path / "runs", tmp_path / "out2", "quick").read_text()
     section = md.split("## Token interaction")[1].split("\n## ")[0]
     assert section == again.split("## Token interaction")[1].split("\n## ")[0]
+
+
+def test_budget_section_counts_each_stages_finished_runs(tmp_path):
+    """results/probes.md states every budgeted stage of the preset (configs/reproduce/reproduce.yaml stage_budget)
+    with how many of its runs have finished: a causal run counts for probes_causal, an MQAR run at L=128 for
+    probes_length, an MQAR run at L=32 (probes_recall) for neither."""
+    from omegaconf import OmegaConf
+
+    from fastformer.results import probes
+
+    budget = OmegaConf.load(ROOT / "configs" / "reproduce" / "reproduce.yaml").stage_budget
+    assert set(budget.quick) <= set(probes.STAGE_RUNS)
+    for i, (L, causal) in enumerate(((64, True), (128, False), (32, False))):
+        d = tmp_path / "runs" / f"r{i}"
+        d.mkdir(parents=True)
+        (d / "metrics.json").write_text(json.dumps({
+            "task": "probe", "dataset": "probe_mqar_zoology" if causal else "probe_mqar", "mixer": "transformer",
+            "row": "transformer", "seed": 1, "test": {"acc": 50.0}, "val": {"acc": 50.0},
+            "data_info": {"seq_len": L, "causal": causal, "lr": 1e-3, "params": {"n_pairs": 4}}}))
+    md = probes.build(tmp_path / "runs", tmp_path / "out", "quick").read_text()
+    section = md.split("## Stages under way: budget and progress")[1]
+    assert f"| `probes_causal` | 1 of {budget.quick.probes_causal.runs} |" in section
+    assert f"| `probes_length` | 1 of {budget.quick.probes_length.runs} |" in section

@@ -212,6 +212,7 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
                    "reached_99", "epochs_mean", "params", "lrs_run"], causal_csv)
     lines += _interaction_section(runs, Path(out_dir))
     lines += _imdb_interaction_section(runs_root, Path(out_dir))
+    lines += _budget_section(load_runs(runs_root, task="probe"), preset)
     out = Path(out_dir) / "probes"
     write_outputs(out, "\n".join(lines), ["panel", "axis", "x", "mixer", "acc_mean", "acc_std", "n_seeds", "params",
                                           "chance"], csv_rows)
@@ -222,6 +223,36 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
 
 
 CAUSAL_TARGET = 99.0  # Zoology's stop criterion and the control's bar
+LENGTH_AXIS = (64, 128, 256)  # configs/sweep/probes_length.yaml: data.seq_len
+
+# which finished runs belong to each budgeted stage (configs/reproduce/reproduce.yaml ``stage_budget``)
+STAGE_RUNS = {
+    "probes_causal": lambda r: bool((r.get("data_info") or {}).get("causal")),
+    "probes_length": lambda r: (r.get("dataset") == "probe_mqar" and not (r.get("data_info") or {}).get("causal")
+                                and (r.get("data_info") or {}).get("seq_len") in LENGTH_AXIS),
+}
+
+
+def _budget_section(runs: list[Run], preset: str) -> list[str]:
+    """'Stages under way': each budgeted stage of this preset (configs/reproduce/reproduce.yaml ``stage_budget``, the
+    measured cost on this project's 2-core machine) with how many of its runs have finished."""
+    from omegaconf import OmegaConf
+
+    from fastformer.utils import PROJECT_ROOT
+
+    budget = OmegaConf.load(PROJECT_ROOT / "configs" / "reproduce" / "reproduce.yaml").get("stage_budget") or {}
+    stages = budget.get(preset) or {}
+    if not stages:
+        return []
+    rows = []
+    for stage, b in stages.items():
+        done = sum(1 for r in runs if r.status == "ok" and STAGE_RUNS[stage](r))
+        rows.append([f"`{stage}`", f"{done} of {b.runs}", fmt_num(float(b.hours), 1), str(b.how)])
+    return ["## Stages under way: budget and progress", "",
+            "Measured cost on this project's 2-core CPU machine (configs/reproduce/reproduce.yaml `stage_budget`) and "
+            "how many of each stage's runs have finished. `python scripts/reproduce.py preset=" + preset + " "
+            "stages=[<stage>]` runs or resumes one (finished runs are skipped).", "",
+            md_table(["stage", "runs finished", "hours (all runs)", "how measured"], rows), ""]
 
 
 def _causal_section(runs: list[Run]) -> tuple[list[str], list[list]]:
