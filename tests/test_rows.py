@@ -199,3 +199,45 @@ def test_a_mixer_only_cell_is_its_base_with_the_mixer(compose_experiment, name):
     dataset = name.rsplit("/", 1)[0]
     composed = compose_experiment(f"{dataset}/base", f"model/mixer={cell.model.mixer.name}")
     assert OmegaConf.to_container(cell, resolve=True) == OmegaConf.to_container(composed, resolve=True)
+
+
+def test_migrate_rows_moves_old_keys_and_renames_the_field(tmp_path):
+    """scripts/migrate_rows.py (the 2026-12-07 naming): ``ablation/<ds>/<row>`` -> ``<ds>/<row>``, the probes'
+    ``fastformer_global_key_k`` -> ``global_key_from_k``, the record's ``variant`` -> ``row``; an unfinished moved run
+    loses its checkpoint; a second pass changes nothing; an existing target is never overwritten."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(CONFIGS.parent / "scripts"))
+    import migrate_rows
+
+    root = tmp_path / "multiruns" / "cpu"
+
+    def run(exp, seed, row, finished=True):
+        d = root / exp / f"seed{seed}"
+        (d / "checkpoints").mkdir(parents=True)
+        (d / "checkpoints" / "last.pt").write_bytes(b"x")
+        name = "metrics.json" if finished else "failed.json"
+        (d / name).write_text(json.dumps({"task": "classification", "dataset": "imdb", "mixer": "fastformer",
+                                          "variant": row, "experiment": exp, "seed": seed}, indent=2) + "\n")
+    run("ablation/imdb/no_key_branch", 1, "no_key_branch")
+    run("ablation/imdb/no_key_branch", 2, "no_key_branch", finished=False)
+    run("probe/probe_dup/L32/fastformer_global_key_k", 1, "fastformer_global_key_k")
+    run("imdb/transformer", 1, "transformer")
+    run("imdb/sharing_qv", 1, "sharing_qv")
+    run("ablation/imdb/sharing_qv", 1, "sharing_qv")  # its target exists: kept in place
+
+    assert migrate_rows.main([str(tmp_path / "multiruns")]) == 0
+    moved = json.loads((root / "imdb/no_key_branch/seed1/metrics.json").read_text())
+    assert moved["row"] == "no_key_branch" and "variant" not in moved and moved["experiment"] == "imdb/no_key_branch"
+    assert (root / "imdb/no_key_branch/seed1/checkpoints/last.pt").exists()      # finished: kept with the run
+    assert not (root / "imdb/no_key_branch/seed2/checkpoints/last.pt").exists()  # unfinished: starts over
+    probe = json.loads((root / "probe/probe_dup/L32/global_key_from_k/seed1/metrics.json").read_text())
+    assert probe["row"] == "global_key_from_k" and probe["experiment"] == "probe/probe_dup/L32/global_key_from_k"
+    assert json.loads((root / "imdb/transformer/seed1/metrics.json").read_text())["row"] == "transformer"
+    assert (root / "ablation/imdb/sharing_qv/seed1/metrics.json").exists()       # not overwritten
+    assert not (root / "ablation/imdb/no_key_branch").exists() and not (root / "probe/probe_dup/L32/"
+                                                                         "fastformer_global_key_k").exists()
+    before = sorted(str(p) for p in root.rglob("*"))
+    assert migrate_rows.main([str(tmp_path / "multiruns")]) == 0
+    assert sorted(str(p) for p in root.rglob("*")) == before
