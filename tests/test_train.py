@@ -157,7 +157,7 @@ def test_reproduce_table_cpu_preset_tiny(fixture_root, tmp_path):
                 "data.vocab_size=500"]
     wave = ('stage_waves.cpu.table4=[{seeds: "1,2", experiments: [imdb/transformer, imdb/fastformer, '
             'imdb/pooling_baseline]}]')
-    cmd = [sys.executable, str(ROOT / "scripts" / "reproduce.py"), "preset=cpu", "logger=none", wave,
+    cmd = [sys.executable, str(ROOT / "scripts" / "reproduce.py"), "preset=cpu", "stages=[table4]", "logger=none", wave,
            f"runs_root={tmp_path}/logs/multiruns/cpu", f"results_dir={tmp_path}/results", "fetch_data=false",
            "overrides=[" + ",".join(f"'{o}'" for o in env_over) + "]"]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900,
