@@ -40,8 +40,15 @@ def _deltas(items: dict, ds: str) -> dict[str, Delta]:
     return {row: d for row, d in deltas.items() if d is not None}
 
 
-def _verdict(ds_name: str, deltas: dict[str, Delta]) -> str:
-    """One line: which rows' differences from the Transformer are resolved (interval excludes 0) and which are not."""
+def _paper_delta(row: str, ds: str) -> float | None:
+    """The paper's own difference of ``row`` from the reference row on ``ds`` (Table 4), None where it has none."""
+    pa, ref = PAPER.get(row, {}).get(ds, (None,))[0], PAPER.get(REFERENCE, {}).get(ds, (None,))[0]
+    return None if pa is None or ref is None or row == REFERENCE else pa - ref
+
+
+def _verdict(ds_name: str, deltas: dict[str, Delta], ds: str = "") -> str:
+    """One line: which rows' differences from the Transformer are resolved (interval excludes 0) and which are not,
+    and for the judged rows with a paper difference, whether the paper's difference lies inside our interval."""
     if not deltas:
         return (f"**{ds_name}:** no interval (the rows' runs lack per-item test records, or the Transformer row is "
                 "missing).")
@@ -49,8 +56,16 @@ def _verdict(ds_name: str, deltas: dict[str, Delta]) -> str:
     res = [f"{NAMES[r]} {d.fmt()}" for r, d in ready.items() if d.resolved]
     unres = [f"{NAMES[r]} {d.fmt()}" for r, d in ready.items() if not d.resolved]
     pending = [f"{NAMES[r]} (n = {d.n_a} vs {d.n_b})" for r, d in deltas.items() if r not in ready]
+    paper = {r: _paper_delta(r, ds) for r in ready}
+    outside = [f"{NAMES[r]} (paper {p:+.2f})" for r, p in paper.items() if p is not None
+               and not ready[r].lo <= p <= ready[r].hi]
+    inside = [f"{NAMES[r]} (paper {p:+.2f})" for r, p in paper.items()
+              if p is not None and ready[r].lo <= p <= ready[r].hi]
     return (f"**{ds_name}:** resolved (95% interval excludes 0): {'; '.join(res) or 'none'}. "
             f"Not resolved: {'; '.join(unres) or 'none'}."
+            + (f" The paper's difference lies outside our interval (not reproduced at this scale): "
+               f"{'; '.join(outside)}." if outside else "")
+            + (f" The paper's difference lies inside our interval: {'; '.join(inside)}." if inside else "")
             + (f" Not yet judged, fewer than {MIN_SEEDS} seeds in the row or the Transformer's: {'; '.join(pending)}."
                if pending else ""))
 
@@ -64,10 +79,14 @@ def _family_verdict(items: dict) -> str:
     level = bonferroni_level(len(judged))
     adj = {(ds, row): row_delta(items, (ds, row), (ds, REFERENCE), level=level) for ds, row in judged}
     res = [f"{NAMES[row]} on {DATASETS[ds]} {d.fmt()}" for (ds, row), d in adj.items() if d.resolved]
+    paper_out = [f"{NAMES[row]} on {DATASETS[ds]} {d.fmt()} (paper {_paper_delta(row, ds):+.2f})"
+                 for (ds, row), d in adj.items()
+                 if _paper_delta(row, ds) is not None and not d.lo <= _paper_delta(row, ds) <= d.hi]
     return ("- **All datasets together, corrected for multiple comparisons** (Bonferroni over the "
             f"{len(judged)} judged differences: {100 * level:.2f}% intervals, family-wise error 5%): resolved: "
-            f"{'; '.join(res) or 'none'}. "
-            "The per-dataset lines above use 95% intervals, one comparison at a time.")
+            f"{'; '.join(res) or 'none'}. The paper's difference lies outside the corrected interval: "
+            f"{'; '.join(paper_out) or 'none'}. The per-dataset lines above use 95% intervals, one comparison at a "
+            "time.")
 
 
 def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
@@ -150,7 +169,7 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
             csv_rows.append([ds, key, a.mean, "", "", m.mean, "", "", 1, 0, info.get("data_used", ""), "", "", ""])
         lines += [md_table(header, rows), ""]
         if with_ci:
-            verdicts.append(_verdict(ds_name, deltas))
+            verdicts.append(_verdict(ds_name, deltas, ds))
             lines += [verdicts[-1], ""]
     if verdicts:
         lines += ["## What is resolved", "", *[f"- {v}" for v in verdicts], _family_verdict(items), ""]
