@@ -63,6 +63,7 @@ def test_rank_zero_alone_logs_and_writes(one_and_two):
     assert not (d2 / "failed.json").exists() and (d2 / "metrics.json").exists()
 
 
+@pytest.mark.slow  # ~15 s on 2 cores; make test-full runs it
 def test_ddp_resume_after_one_epoch_ends_where_the_uninterrupted_run_ends(one_and_two):
     _, (m2, d2), tmp = one_and_two
     part = tmp / "resumed"

@@ -137,7 +137,7 @@ def test_stage_files_pin_the_table_layout(stage):
 
 # ---- launchers ----------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("launcher", ["local_parallel", "local_submitit"])
+@pytest.mark.parametrize("launcher", ["local_parallel", pytest.param("local_submitit", marks=pytest.mark.slow)])
 def test_launcher_runs_two_jobs_into_their_own_dirs(launcher, tmp_path):
     args = [*PROBE, f"paths.cache_dir={tmp_path}/cache", "optimizer.lr=1e-3,3e-4", f"hydra/launcher={launcher}",
             f"hydra.sweep.dir={tmp_path}/sweep"]
@@ -155,6 +155,7 @@ def test_launcher_runs_two_jobs_into_their_own_dirs(launcher, tmp_path):
 
 # ---- Optuna -------------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # ~8 s on 2 cores; make test-full runs it
 def test_optuna_example_tunes_on_validation(fixture_root, tmp_path):
     """+sweep=optuna_example, 2 trials: optimization_results.yaml's best value is a trial's validation monitor value
     (the best of the two, direction maximize), and the best params are that trial's."""
