@@ -29,6 +29,7 @@ from omegaconf import DictConfig  # noqa: E402
 
 from fastformer.data.catalog import stage_datasets, stage_sweeps  # noqa: E402
 from fastformer.results.common import load_runs  # noqa: E402
+from fastformer.results.probes import best_causal_lr  # noqa: E402
 
 # stage -> tables it feeds (scripts/make_tables.py names)
 STAGE_TABLES = {"table4": ["table4"], "table5": ["table5"], "table6": ["table6"], "ablations": ["ablations", "table4"],
@@ -46,10 +47,28 @@ def stage_commands(stage: str, cfg: DictConfig) -> list[list[str]]:
         return [sys.executable, str(ROOT / "scripts" / "train.py"), "-m", f"+sweep={sweep}", f"preset={cfg.preset}"]
     waves = ((cfg.get("stage_waves") or {}).get(cfg.preset) or {}).get(stage)
     if waves:
-        return [[*base(stage_sweeps(stage)[-1]), f"seed={w.seeds}", f"experiment={','.join(w.experiments)}", *tail]
-                for w in waves]
+        cmds = []
+        for w in waves:
+            head = [*base(stage_sweeps(stage)[-1]), f"seed={w.seeds}"]
+            if w.get("lr") == "best":  # one command per row, at the lr its finished runs chose (Zoology's rule)
+                for exp, lr in best_lrs(w.experiments, cfg.runs_root).items():
+                    if lr is None:
+                        print(f"[reproduce] {stage}: {exp} has no finished run to choose its lr from yet: its seeds "
+                              f"{w.seeds} wait for the earlier wave", flush=True)
+                    else:
+                        cmds.append([*head, f"experiment={exp}", *tail, f"optimizer.lr={lr!r}"])
+            else:
+                cmds.append([*head, f"experiment={','.join(w.experiments)}", *tail])
+        return cmds
     seeds = (cfg.get("stage_seeds", {}).get(cfg.preset) or {}).get(stage, cfg.seeds[cfg.preset])
     return [[*base(sweep), f"seed={seeds}", *tail] for sweep in stage_sweeps(stage)]
+
+
+def best_lrs(experiments: list[str], runs_root: str) -> dict[str, float | None]:
+    """experiment -> the learning rate its finished causal MQAR runs under ``runs_root`` chose
+    (fastformer/results/probes.py ``best_causal_lr``); the row is the experiment's file name."""
+    runs = load_runs(runs_root) if Path(runs_root).is_dir() else []
+    return {exp: best_causal_lr(runs, exp.rsplit("/", 1)[-1]) for exp in experiments}
 
 
 def run_stage(stage: str, cfg: DictConfig) -> int:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from fastformer.data.probes import BLOCK, IGNORE, ProbeDataset, make_item
@@ -65,3 +66,75 @@ def test_stop_at_ends_training_and_the_causal_section(tmp_path):
     assert "## Causal MQAR on Zoology's settings" in md and "| (64, 4) | transformer |" in md
     assert "The control fails at (L, pairs) = (64, 4)" in md  # 1 epoch of 128 sequences: far from 99%
     assert (tmp_path / "out" / "probes_causal.csv").exists()
+
+
+def _causal_run(root: Path, row: str, lr: float, seed: int, val: float, L: int = 64) -> None:
+    d = root / f"probe_causal/probe_mqar_zoology/L{L}/d64/lr{lr}/{row}/seed{seed}"
+    d.mkdir(parents=True)
+    (d / "metrics.json").write_text(json.dumps({
+        "task": "probe", "dataset": "probe_mqar_zoology", "mixer": row, "row": row, "seed": seed,
+        "test": {"acc": val}, "val": {"acc": val},
+        "data_info": {"seq_len": L, "causal": True, "lr": lr, "params": {"n_pairs": 4}}}))
+
+
+def test_best_causal_lr_is_zoologys_rule(tmp_path):
+    """The lr whose runs have the highest mean validation accuracy over seeds; a tie goes to the smaller lr; None
+    without finished runs; runs at several points must name the point."""
+    from fastformer.results.common import load_runs
+    from fastformer.results.probes import best_causal_lr
+
+    for seed, (a, b, c) in enumerate(((30.0, 90.0, 99.5), (40.0, 99.0, 20.0)), start=1):
+        _causal_run(tmp_path, "transformer", 1e-4, seed, a)
+        _causal_run(tmp_path, "transformer", 2.2e-3, seed, b)   # mean 94.5: best
+        _causal_run(tmp_path, "transformer", 1e-2, seed, c)     # mean 59.75
+    _causal_run(tmp_path, "fastformer", 4.6e-4, 1, 25.0)
+    _causal_run(tmp_path, "fastformer", 1e-2, 1, 25.0)          # tie: the smaller lr
+    runs = load_runs(tmp_path)
+    assert best_causal_lr(runs, "transformer") == 2.2e-3
+    assert best_causal_lr(runs, "fastformer") == 4.6e-4
+    assert best_causal_lr(runs, "linear_transformer") is None
+    _causal_run(tmp_path, "fastformer", 1e-2, 1, 25.0, L=128)
+    with pytest.raises(ValueError, match="several points"):
+        best_causal_lr(load_runs(tmp_path), "fastformer")
+    assert best_causal_lr(load_runs(tmp_path), "fastformer", (128, 4)) == 1e-2
+
+
+def test_the_best_lr_wave_runs_each_row_at_the_lr_its_seed_1_chose(tmp_path):
+    """configs/reproduce/reproduce.yaml's probes_causal waves: wave 1 sweeps every row over the lr grid at seed 1;
+    wave 2 (``lr: best``) is one command per row with seeds 2-3 at that row's chosen lr, and a row with no finished run
+    waits. The command-line lr replaces the sweep file's grid: each command is 2 jobs (two seeds) at one lr."""
+    import importlib.util
+
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.types import RunMode
+
+    spec = importlib.util.spec_from_file_location("reproduce", ROOT / "scripts" / "reproduce.py")
+    reproduce = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reproduce)
+    _causal_run(tmp_path, "transformer", 4.6e-4, 1, 99.2)
+    _causal_run(tmp_path, "transformer", 2.2e-3, 1, 99.6)
+    _causal_run(tmp_path, "fastformer", 1e-4, 1, 26.0)
+    _causal_run(tmp_path, "fastformer", 1e-2, 1, 24.0)
+    with initialize_config_dir(str(ROOT / "configs" / "reproduce"), version_base="1.3"):
+        rcfg = compose("reproduce", overrides=["preset=quick", "logger=none", f"runs_root={tmp_path}"])
+        cmds = [cmd[3:] for cmd in reproduce.stage_commands("probes_causal", rcfg)]
+    first, *best = cmds
+    assert "seed=1" in first and not any(a.startswith("optimizer.lr=") for a in first)
+    assert any(a.startswith("experiment=") and a.count(",") == 4 for a in first)
+    chosen = {next(a for a in c if a.startswith("experiment=")): next(a for a in c if a.startswith("optimizer.lr="))
+              for c in best}
+    assert chosen == {"experiment=probe_causal/transformer": "optimizer.lr=0.0022",
+                      "experiment=probe_causal/fastformer": "optimizer.lr=0.0001"}
+    with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
+        loader = GlobalHydra.instance().hydra.config_loader
+        parser = OverridesParser.create(loader)
+        for c in best:
+            master = loader.load_configuration("train", c, run_mode=RunMode.MULTIRUN)
+            args = [f"{k}={v}" for k, v in master.hydra.sweeper.params.items()]
+            jobs = [j for b in BasicSweeper.split_arguments(
+                parser.parse_overrides(args + list(master.hydra.overrides.task)), None) for j in b]
+            lrs = {loader.load_sweep_config(master, list(j)).optimizer.lr for j in jobs}
+            assert len(jobs) == 2 and len(lrs) == 1, (c, len(jobs), lrs)

@@ -255,6 +255,32 @@ def _budget_section(runs: list[Run], preset: str) -> list[str]:
             md_table(["stage", "runs finished", "hours (all runs)", "how measured"], rows), ""]
 
 
+def causal_point(r: Run) -> tuple[int, int]:
+    """(L, pairs) of a causal MQAR run."""
+    info = r.get("data_info") or {}
+    return int(info.get("seq_len")), int((info.get("params") or {}).get("n_pairs"))
+
+
+def causal_lr(r: Run) -> float:
+    return float((r.get("data_info") or {}).get("lr"))
+
+
+def best_causal_lr(runs: list[Run], row: str, point: tuple[int, int] | None = None) -> float | None:
+    """Zoology's rule: the learning rate whose finished causal MQAR runs of ``row`` (at ``point``, or at the only point
+    run) have the highest mean validation accuracy over seeds; ties go to the smaller lr. None if none finished.
+    The table and scripts/reproduce.py's ``lr: best`` waves (seeds 2-3 at the lr seed 1 chose) both use it."""
+    done = [r for r in runs if r.status == "ok" and (r.get("data_info") or {}).get("causal") and r.get("row") == row
+            and r.get("val.acc") is not None]
+    points = {causal_point(r) for r in done}
+    if point is None and len(points) > 1:
+        raise ValueError(f"causal MQAR runs of {row!r} exist at several points {sorted(points)}: name the point")
+    done = [r for r in done if point is None or causal_point(r) == point]
+    if not done:
+        return None
+    val = group(done, causal_lr, "val.acc")
+    return max(val, key=lambda lr: (val[lr].mean, -lr))
+
+
 def _causal_section(runs: list[Run]) -> tuple[list[str], list[list]]:
     """Causal MQAR (``data_info.causal``; configs/sweep/probes_causal.yaml): per (L, pairs) point and row, the best of
     the learning rates run (highest mean validation accuracy over seeds, as Zoology picks the best lr), its test
@@ -265,12 +291,10 @@ def _causal_section(runs: list[Run]) -> tuple[list[str], list[list]]:
         return lines + ["Not run yet: `python scripts/reproduce.py preset=quick stages=[probes_causal]` "
                         "(configs/sweep/probes_causal.yaml; budget in configs/reproduce/reproduce.yaml).", ""], []
 
-    def point(r: Run) -> tuple[int, int]:
-        info = r.get("data_info") or {}
-        return int(info.get("seq_len")), int((info.get("params") or {}).get("n_pairs"))
+    point = causal_point
 
     def k(r: Run) -> tuple:
-        return (*point(r), r.get("row"), float((r.get("data_info") or {}).get("lr")))
+        return (*point(r), r.get("row"), causal_lr(r))
 
     test, val = group(runs, k, "test.acc"), group(runs, k, "val.acc")
     epochs, params = group(runs, k, "epochs_run"), group(runs, k, "params")
@@ -298,7 +322,7 @@ def _causal_section(runs: list[Run]) -> tuple[list[str], list[list]]:
                 table.append([f"({pt[0]}, {pt[1]})", row, "failed", MISSING, MISSING, MISSING, MISSING,
                               str(len(lrs)), MISSING])
                 continue
-            best = max(done, key=lambda lr: (val[(*pt, row, lr)].mean, -lr))
+            best = best_causal_lr(runs, row, pt)
             kb = (*pt, row, best)
             reached = sum(v >= CAUSAL_TARGET for v in val[kb].values)
             ep = epochs.get(kb)
