@@ -6,19 +6,24 @@ the step's time goes, and its achieved FLOP rate as a ratio to a large GEMM meas
     python scripts/bench_train_step.py --out results/train_step_cpu.md
 
 For each mixer and each variant (``before``: random batches and torch's dropout, as runs were trained until now;
-``grouped``: ``task.group_by_length=true``; ``grouped+fast_dropout``: also ``trainer.cpu_dropout=fast``) it
-builds the task exactly as ``scripts/train.py`` does (Hydra composition of ``experiment=<dataset>/<mixer>``), runs
-``--warmup`` untimed steps and then ``--steps`` timed steps of the same training loop (forward, backward, optimizer
-step), and reports: real (non-padding) training tokens/s, the padded fraction of the batches, milliseconds per step in
-collate / forward+backward / optimizer, the FLOPs of the step as executed (torch's FlopCounterMode: matmuls and
-attention; padding included) per second, and that rate over the GEMM rate (a 2048 x 2048 fp32 matmul timed beside it).
+``grouped``: ``task.group_by_length=true``; ``grouped+fast_dropout``: also ``trainer.cpu_dropout=fast``;
+``grouped+fast_dropout+heap``: also glibc keeps freed memory, as the Trainer now sets for every run --
+fastformer/utils.py ``keep_cpu_memory``) it builds the task, in a fresh process per row, exactly as
+``scripts/train.py`` does (Hydra composition of ``experiment=<dataset>/<mixer>``), runs ``--warmup`` untimed steps
+and then ``--steps`` timed steps of the same training loop (forward, backward, optimizer step), and reports: real
+(non-padding) training tokens/s, the padded fraction of the batches, milliseconds per step in collate /
+forward+backward / optimizer, the FLOPs of the step as executed (torch's FlopCounterMode: matmuls and attention;
+padding included) per second, and that rate over the GEMM rate (a 2048 x 2048 fp32 matmul timed in the
+row's process right before and after it).
 Not a test: timings depend on the machine; the committed table says which machine and torch produced it.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,7 +41,7 @@ from fastformer.ops import set_cpu_dropout  # noqa: E402
 from fastformer.tasks import build_task  # noqa: E402
 from fastformer.tasks.base import build_loader  # noqa: E402
 from fastformer.train.sampling import LengthGroupedBatchSampler, global_batches, padded_fraction  # noqa: E402
-from fastformer.utils import count_params, git_sha, seed_everything  # noqa: E402
+from fastformer.utils import count_params, git_sha, keep_cpu_memory, seed_everything  # noqa: E402
 
 
 def gemm_gflops(n: int = 2048, reps: int = 10) -> float:
@@ -55,8 +60,10 @@ def compose_cfg(dataset: str, mixer: str, preset: str, overrides: list[str]):
                                            *overrides])
 
 
-# what each row changes: (length-grouped batches, CPU dropout implementation)
-VARIANTS = {"before": (False, "torch"), "grouped": (True, "torch"), "grouped+fast_dropout": (True, "fast")}
+# what each row changes: (length-grouped batches, CPU dropout implementation, glibc keeps freed memory:
+# fastformer/utils.py keep_cpu_memory). Every row runs in its own fresh process.
+VARIANTS = {"before": (False, "torch", False), "grouped": (True, "torch", False),
+            "grouped+fast_dropout": (True, "fast", False), "grouped+fast_dropout+heap": (True, "fast", True)}
 
 
 def bench_one(task, cfg, *, grouped: bool, dropout: str, steps: int, warmup: int) -> dict:
@@ -109,6 +116,22 @@ def bench_one(task, cfg, *, grouped: bool, dropout: str, steps: int, warmup: int
             "embed_params": model.embed.weight.numel()}
 
 
+def child(args) -> None:
+    """One row, in this (fresh) process: print its measurements as a JSON line."""
+    mixer, variant = args.child.split(":")
+    grouped, dropout, keep = VARIANTS[variant]
+    torch.set_num_threads(args.threads)
+    if keep and not keep_cpu_memory():
+        raise SystemExit("keep_cpu_memory() did not apply here (not glibc, or FASTFORMER_SYSTEM_MALLOC=1)")
+    cfg = compose_cfg(args.dataset, mixer, args.preset, args.override)
+    task = build_task(cfg)
+    task.setup()
+    before = gemm_gflops()
+    r = bench_one(task, cfg, grouped=grouped, dropout=dropout, steps=args.steps, warmup=args.warmup)
+    gemm = (before + gemm_gflops()) / 2  # the reference rate right before and after this row, in its own process
+    print(json.dumps({**r, "vocab": len(task.ds.vocab), "gemm": gemm}))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="imdb")
@@ -120,42 +143,51 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--override", action="append", default=[], help="extra Hydra override (repeatable)")
     ap.add_argument("--out", default=None, help="write the markdown table here (default: print only)")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)  # mixer:variant, run by main in a new process
     args = ap.parse_args()
+    if args.child:
+        return child(args)
     torch.set_num_threads(args.threads)
-    gemm = gemm_gflops()
     rows = []
+    passed = [f"--dataset={args.dataset}", f"--preset={args.preset}", f"--steps={args.steps}",
+              f"--warmup={args.warmup}", f"--threads={args.threads}", *(f"--override={o}" for o in args.override)]
     for mixer in args.mixers.split(","):
-        cfg = compose_cfg(args.dataset, mixer, args.preset, args.override)
-        task = build_task(cfg)
-        task.setup()
         for batching in args.variants.split(","):
-            grouped, dropout = VARIANTS[batching]
-            r = bench_one(task, cfg, grouped=grouped, dropout=dropout, steps=args.steps, warmup=args.warmup)
+            # every row in a fresh process, as a training run starts: the allocator's state (glibc raises its mmap
+            # threshold as large blocks are freed), caches and warm pages would otherwise carry over between rows
+            out = subprocess.run([sys.executable, __file__, f"--child={mixer}:{batching}", *passed],
+                                 capture_output=True, text=True)
+            if out.returncode:
+                raise SystemExit(f"{mixer} {batching} failed:\n{out.stderr[-3000:]}")
+            r = json.loads(out.stdout.strip().splitlines()[-1])
             rows.append((mixer, batching, r))
             print(f"{mixer:>12} {batching:>8}: {r['tokens_per_s']:8.0f} tok/s  pad {r['pad_measured']:.1%}  "
                   f"collate/fwd+bwd/opt {r['ms_collate']:.0f}/{r['ms_fwd_bwd']:.0f}/{r['ms_opt']:.0f} ms  "
-                  f"{r['gflops']:.1f} GFLOP/s = {r['gflops'] / gemm:.0%} of GEMM", flush=True)
-    gemm_after = gemm_gflops()
+                  f"{r['gflops']:.1f} GFLOP/s = {r['gflops'] / r['gemm']:.0%} of GEMM ({r['gemm']:.0f})", flush=True)
+    cfg = compose_cfg(args.dataset, args.mixers.split(",")[0], args.preset, args.override)
+    gemms = [r["gemm"] for _, _, r in rows]
     m = cfg.model
     lines = [f"# Training step on CPU: {args.dataset}, preset `{args.preset}`", "",
              "Generated by `scripts/bench_train_step.py` "
              f"(`{' '.join(sys.argv[1:]) or 'defaults'}`); never edited by hand.", "",
              f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} threads; "
              f"torch {torch.__version__}, fp32; git {git_sha()}. Model: d_model {m.d_model}, {m.n_heads} heads, "
-             f"max_len {cfg.data.max_len}, vocab {len(task.ds.vocab)}, batch {cfg.task.batch_size}; {args.warmup} "
+             f"max_len {cfg.data.max_len}, vocab {rows[0][2]['vocab']}, batch {cfg.task.batch_size}; {args.warmup} "
              f"warm-up + {args.steps} timed steps of the epoch's first batches (same seed for every row).", "",
-             f"GEMM rate (2048² fp32 matmul, same process): {gemm:.1f} GFLOP/s before the runs, {gemm_after:.1f} "
-             "after. GFLOP/s = FLOPs of the step as executed (FlopCounterMode: matmul/attention FLOPs of forward + "
-             "backward, padding included) / step time; 'fwd+bwd' leaves out collate and the optimizer.", "",
+             "GEMM = the rate of a 2048² fp32 matmul in the row's own process, the mean of one measurement right "
+             f"before and one right after the row ({min(gemms):.0f}-{max(gemms):.0f} GFLOP/s over the rows: this "
+             "shared machine's speed drifts, so each row is compared with its own). GFLOP/s = FLOPs of the step as "
+             "executed (FlopCounterMode: matmul/attention FLOPs of forward + backward, padding included) / step "
+             "time; 'fwd+bwd' leaves out collate and the optimizer.", "",
              "| mixer | step | tokens/s (real) | speed-up | padded | ms collate | ms fwd+bwd | ms optimizer | "
-             "GFLOP/s | % of GEMM | % of GEMM (fwd+bwd) | params (embedding) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "GFLOP/s | GEMM GFLOP/s | % of GEMM | % of GEMM (fwd+bwd) | params (embedding) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     base = {mx: r["tokens_per_s"] for mx, b, r in rows if b == "before"}
     for mixer, batching, r in rows:
         sp = f"{r['tokens_per_s'] / base[mixer]:.2f}x" if mixer in base else "—"
         lines.append(f"| {mixer} | {batching} | {r['tokens_per_s']:.0f} | {sp} | {r['pad_measured']:.1%} | "
                      f"{r['ms_collate']:.0f} | {r['ms_fwd_bwd']:.0f} | {r['ms_opt']:.0f} | {r['gflops']:.1f} | "
-                     f"{r['gflops'] / gemm:.0%} | {r['gflops_fb'] / gemm:.0%} | "
+                     f"{r['gemm']:.0f} | {r['gflops'] / r['gemm']:.0%} | {r['gflops_fb'] / r['gemm']:.0%} | "
                      f"{r['params'] / 1e6:.2f}M ({r['embed_params'] / 1e6:.2f}M) |")
     text = "\n".join(lines) + "\n"
     print(text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -165,6 +166,7 @@ def test_reproduce_table_cpu_preset_tiny(fixture_root, tmp_path):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     m = json.loads((tmp_path / "logs/multiruns/cpu/imdb/fastformer/seed2/metrics.json").read_text())
     assert m["preset"] == "cpu" and m["group_by_length"] and m["cpu_dropout"] == "fast" and m["threads"] == 1
+    assert m["cpu_heap"] == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
     assert m["test_items"]["n"] == m["data_info"]["sizes"]["test"]
     table = (tmp_path / "results" / "table4_classification_cpu.md").read_text()
     assert table.startswith("# Table 4: text classification (preset: cpu)")

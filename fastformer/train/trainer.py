@@ -38,6 +38,7 @@ from fastformer.utils import (
     count_params,
     device_name,
     git_sha,
+    keep_cpu_memory,
     progress,
 )
 
@@ -105,6 +106,7 @@ class Trainer:
             raise UserInputError(f"trainer.precision={prec!r} is not one of ['auto', 'fp32', 'bf16', 'fp16']")
         self.precision = prec
         set_cpu_dropout(str(self.tc.get("cpu_dropout", "torch")))  # fastformer/ops.py
+        self.cpu_heap = keep_cpu_memory()  # fastformer/utils.py: large CPU tensors without a page fault per 4 KiB
         if self.tc.get("threads"):  # parallel sweep jobs x threads <= cores (the cpu preset: 2 jobs x 1 thread)
             torch.set_num_threads(int(self.tc.threads))
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(prec)
@@ -396,7 +398,7 @@ class Trainer:
             "train_tokens_per_s": state["train_tokens"] / max(state["train_time"], 1e-9),
             "train_tokens": state["train_tokens"],  # summed over DDP ranks, like the throughput
             "group_by_length": bool(cfg.task.get("group_by_length", False)), "cpu_dropout": cpu_dropout(),
-            "threads": torch.get_num_threads(),
+            "threads": torch.get_num_threads(), "cpu_heap": self.cpu_heap,
             "train_pad_fraction": _mean([h["pad_fraction"] for h in state["history"] if "pad_fraction" in h]),
             "peak_mem_mb": peak, "peak_mem_kind": "cuda_max_allocated" if self.device.type == "cuda" else "cpu_max_rss",
             "device": device_name(self.device), "precision": self.precision, "torch": torch.__version__,
