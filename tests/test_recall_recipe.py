@@ -170,3 +170,30 @@ def test_budget_section_counts_each_stages_finished_runs(tmp_path):
     section = md.split("## Stages under way: budget and progress")[1]
     assert f"| `probes_causal` | 1 of {budget.quick.probes_causal.runs} |" in section
     assert f"| `probes_length` | 1 of {budget.quick.probes_length.runs} |" in section
+
+
+def test_the_length_axis_reads_the_mqar_panels_across_L(tmp_path):
+    """issue #23 item 4: the MQAR panels (one per L) sort by L as a number, and a section reads them across L at 4
+    pairs with the control's verdict per length; a length whose control misses 99% is said to decide nothing."""
+    from fastformer.results import probes
+
+    def write(row, L, seed, acc):
+        d = tmp_path / "runs" / f"probe/probe_mqar/L{L}_P4/{row}" / f"seed{seed}"
+        d.mkdir(parents=True)
+        (d / "metrics.json").write_text(json.dumps({
+            "task": "probe", "seed": seed, "params": 10, "dataset": "probe_mqar", "mixer": row, "row": row,
+            "test": {"acc": acc}, "data_info": {"probe": "mqar", "seq_len": L, "params": {"n_pairs": 4, "vocab": 64},
+                                                "fresh_per_epoch": True, "n_train": 100}}))
+    for seed in (1, 2, 3):
+        for L in (32, 64, 128, 256):
+            write("transformer", L, seed, 100.0 if L < 256 else 60.0 + seed)
+            write("fastformer", L, seed, 25.0 + 0.1 * seed)
+    md = probes.build(tmp_path / "runs", tmp_path / "out", "quick").read_text()
+    heads = [line for line in md.splitlines() if line.startswith("## Multi-query associative recall")]
+    assert [h.split("L=")[1].split(" ")[0] for h in heads] == ["32", "64", "128", "256"]
+    section = md.split("## MQAR at 4 pairs along the sequence length")[1].split("\n## ")[0]
+    assert "| Mixer | L=32 | L=64 | L=128 | L=256 | n |" in section
+    assert "| fastformer | 25.2 ± 0.1 | 25.2 ± 0.1 | 25.2 ± 0.1 | 25.2 ± 0.1 | 3 |" in section
+    assert "- L=128: the control solves it; solved (>= 90%) by transformer; within 2 points of the in-context " \
+           "chance 25%: fastformer." in section
+    assert "- L=256: **the control does not reach 99%: this length decides nothing**" in section

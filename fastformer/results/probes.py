@@ -39,6 +39,41 @@ def _key(r: Run) -> tuple[str, int, str] | None:
     return ds, int(seq_len), row
 
 
+def panel_length(panel: str) -> int:
+    """The L of a per-length panel (``probe_mqar@L128`` -> 128), 0 for the others: panels sort by L, not as text."""
+    return int(panel.split("@L")[1]) if "@L" in panel else 0
+
+
+def _length_axis_section(acc: dict, panels: list[str], pairs: int = 4) -> list[str]:
+    """The MQAR panels read along their second axis (issue #23; configs/sweep/probes_length.yaml): every row's test
+    accuracy at ``pairs`` key-value pairs across the lengths run, with the softmax control's verdict per length."""
+    mqar = [p for p in panels if p.startswith("probe_mqar@L")]
+    lengths = [panel_length(p) for p in mqar if any(k[0] == p and k[1] == pairs for k in acc)]
+    if len([L for L in lengths if L in LENGTH_AXIS]) == 0:
+        return []
+    rows = [row for row in ROWS if any((f"probe_mqar@L{L}", pairs, row) in acc for L in lengths if L in LENGTH_AXIS)]
+    table, lines = [], []
+    for row in rows:
+        cells = [acc.get((f"probe_mqar@L{L}", pairs, row)) for L in lengths]
+        ns = [c.n for c in cells if c and c.values]
+        table.append([row] + [c.fmt(1) if c and c.values else MISSING for c in cells]
+                     + [f"{min(ns)}" if min(ns) == max(ns) else f"{min(ns)}-{max(ns)}"])
+    for L in lengths:
+        ctrl = acc.get((f"probe_mqar@L{L}", pairs, "transformer"))
+        done = {row: c for row in rows if (c := acc.get((f"probe_mqar@L{L}", pairs, row))) and c.values}
+        at_chance = [row for row, c in done.items() if abs(c.mean - 100 / pairs) <= 2.0]
+        solved = [row for row, c in done.items() if c.mean >= SOLVED]
+        verdict = ("the control solves it" if ctrl and ctrl.values and ctrl.mean >= 99.0 else
+                   "**the control does not reach 99%: this length decides nothing**")
+        lines.append(f"- L={L}: {verdict}; solved (>= {SOLVED:.0f}%) by {', '.join(solved) or 'none'}; within 2 "
+                     f"points of the in-context chance {100 / pairs:.0f}%: {', '.join(at_chance) or 'none'}.")
+    return [f"## MQAR at {pairs} pairs along the sequence length (the second axis)", "",
+            f"The per-length panels above read across L at {pairs} key-value pairs, one recipe at every length "
+            "(fresh sequences every epoch, the token shift, d_model 64, no FFN, 4 epochs of 24k; L=32 from the "
+            "probes_recall stage, L=64-256 from probes_length): test accuracy (%), mean ± std over seeds.", "",
+            md_table(["Mixer"] + [f"L={L}" for L in lengths] + ["n"], table), ""] + lines + [""]
+
+
 def axis_name(panel: str) -> str:
     return "n_pairs" if "@L" in panel else "L"
 
@@ -128,8 +163,8 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
     runs = [r for r in load_runs(runs_root, task="probe") if _key(r)]
     acc, params = group(runs, _key, "test.acc"), group(runs, _key, "params")
     order = list(PROBES)
-    probes = sorted({_key(r)[0] for r in runs},
-                    key=lambda p: (order.index(p.split("@")[0]) if p.split("@")[0] in order else len(order), p))
+    probes = sorted({_key(r)[0] for r in runs}, key=lambda p: (
+        order.index(p.split("@")[0]) if p.split("@")[0] in order else len(order), panel_length(p), p))
     lengths = {p: sorted({_key(r)[1] for r in runs if _key(r)[0] == p}) for p in probes}
     seeds = sorted({int(r.get("seed")) for r in runs if r.get("seed") is not None})
     chances: dict[str, list] = {}
@@ -204,6 +239,7 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
                          f"mixers (a harder recipe -- more data, more steps -- is needed before they can).")
         lines.append("")
     lines += ["![probes](probes.png)", ""]
+    lines += _length_axis_section(acc, probes)
     causal_lines, causal_csv = _causal_section(load_runs(runs_root, task="probe"))
     lines += causal_lines
     write_outputs(Path(out_dir) / "probes_causal", "\n".join(["# Causal MQAR (Zoology settings)", ""]
