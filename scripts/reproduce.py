@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,31 +38,32 @@ STAGE_TABLES = {"table4": ["table4"], "table5": ["table5"], "table6": ["table6"]
                 "probes_length": ["probes"]}
 
 
-def stage_commands(stage: str, cfg: DictConfig) -> list[list[str]]:
+def stage_commands(stage: str, cfg: DictConfig) -> Iterator[list[str]]:
     """The sweep commands of a stage, in order: one per sweep file of the stage (``stage_sweeps``), or one per wave of
-    ``stage_waves`` (seeds x experiments of the stage's sweep file) where the preset defines waves."""
+    ``stage_waves`` (seeds x experiments of the stage's sweep file) where the preset defines waves. A generator:
+    :func:`run_stage` runs each command before the next is made, so an ``lr: best`` wave reads the runs that the
+    waves before it finished."""
     per_stage = list((cfg.stage_overrides.get(cfg.preset) or {}).get(stage, []))
     tail = [f"logger={cfg.logger}", f"hydra.sweep.dir={cfg.runs_root}", *per_stage, *cfg.overrides]
 
     def base(sweep: str) -> list[str]:
         return [sys.executable, str(ROOT / "scripts" / "train.py"), "-m", f"+sweep={sweep}", f"preset={cfg.preset}"]
     waves = ((cfg.get("stage_waves") or {}).get(cfg.preset) or {}).get(stage)
-    if waves:
-        cmds = []
-        for w in waves:
-            head = [*base(stage_sweeps(stage)[-1]), f"seed={w.seeds}"]
-            if w.get("lr") == "best":  # one command per row, at the lr its finished runs chose (Zoology's rule)
-                for exp, lr in best_lrs(w.experiments, cfg.runs_root).items():
-                    if lr is None:
-                        print(f"[reproduce] {stage}: {exp} has no finished run to choose its lr from yet: its seeds "
-                              f"{w.seeds} wait for the earlier wave", flush=True)
-                    else:
-                        cmds.append([*head, f"experiment={exp}", *tail, f"optimizer.lr={lr!r}"])
+    if not waves:
+        seeds = (cfg.get("stage_seeds", {}).get(cfg.preset) or {}).get(stage, cfg.seeds[cfg.preset])
+        yield from ([*base(sweep), f"seed={seeds}", *tail] for sweep in stage_sweeps(stage))
+        return
+    for w in waves:
+        head = [*base(stage_sweeps(stage)[-1]), f"seed={w.seeds}"]
+        if w.get("lr") != "best":
+            yield [*head, f"experiment={','.join(w.experiments)}", *tail]
+            continue
+        for exp, lr in best_lrs(w.experiments, cfg.runs_root).items():  # one command per row, at its chosen lr
+            if lr is None:
+                print(f"[reproduce] {stage}: {exp} has no finished run to choose its lr from: its seeds {w.seeds} "
+                      "wait for the earlier wave (re-run to resume)", flush=True)
             else:
-                cmds.append([*head, f"experiment={','.join(w.experiments)}", *tail])
-        return cmds
-    seeds = (cfg.get("stage_seeds", {}).get(cfg.preset) or {}).get(stage, cfg.seeds[cfg.preset])
-    return [[*base(sweep), f"seed={seeds}", *tail] for sweep in stage_sweeps(stage)]
+                yield [*head, f"experiment={exp}", *tail, f"optimizer.lr={lr!r}"]
 
 
 def best_lrs(experiments: list[str], runs_root: str) -> dict[str, float | None]:

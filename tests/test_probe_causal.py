@@ -102,7 +102,8 @@ def test_best_causal_lr_is_zoologys_rule(tmp_path):
 def test_the_best_lr_wave_runs_each_row_at_the_lr_its_seed_1_chose(tmp_path):
     """configs/reproduce/reproduce.yaml's probes_causal waves: wave 1 sweeps every row over the lr grid at seed 1;
     wave 2 (``lr: best``) is one command per row with seeds 2-3 at that row's chosen lr, and a row with no finished run
-    waits. The command-line lr replaces the sweep file's grid: each command is 2 jobs (two seeds) at one lr."""
+    waits; wave 2 is made only once wave 1 has run. The command-line lr replaces the sweep file's grid: each command is
+    2 jobs (two seeds) at one lr."""
     import importlib.util
 
     from hydra import compose, initialize_config_dir
@@ -114,14 +115,15 @@ def test_the_best_lr_wave_runs_each_row_at_the_lr_its_seed_1_chose(tmp_path):
     spec = importlib.util.spec_from_file_location("reproduce", ROOT / "scripts" / "reproduce.py")
     reproduce = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(reproduce)
-    _causal_run(tmp_path, "transformer", 4.6e-4, 1, 99.2)
+    with initialize_config_dir(str(ROOT / "configs" / "reproduce"), version_base="1.3"):
+        rcfg = compose("reproduce", overrides=["preset=quick", "logger=none", f"runs_root={tmp_path}"])
+    commands = reproduce.stage_commands("probes_causal", rcfg)
+    first = next(commands)[3:]  # wave 1 is made before any run exists; run_stage runs it before asking for more
+    _causal_run(tmp_path, "transformer", 4.6e-4, 1, 99.2)  # ... and then wave 2 reads what wave 1 finished
     _causal_run(tmp_path, "transformer", 2.2e-3, 1, 99.6)
     _causal_run(tmp_path, "fastformer", 1e-4, 1, 26.0)
     _causal_run(tmp_path, "fastformer", 1e-2, 1, 24.0)
-    with initialize_config_dir(str(ROOT / "configs" / "reproduce"), version_base="1.3"):
-        rcfg = compose("reproduce", overrides=["preset=quick", "logger=none", f"runs_root={tmp_path}"])
-        cmds = [cmd[3:] for cmd in reproduce.stage_commands("probes_causal", rcfg)]
-    first, *best = cmds
+    best = [cmd[3:] for cmd in commands]
     assert "seed=1" in first and not any(a.startswith("optimizer.lr=") for a in first)
     assert any(a.startswith("experiment=") and a.count(",") == 4 for a in first)
     chosen = {next(a for a in c if a.startswith("experiment=")): next(a for a in c if a.startswith("optimizer.lr="))
