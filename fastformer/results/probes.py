@@ -377,14 +377,20 @@ def _causal_section(runs: list[Run]) -> tuple[list[str], list[list]]:
 
 def _interaction_section(runs: list[Run], out_dir: Path) -> list[str]:
     """'Token interaction' section: effective rank of the first mixer's token-to-token Jacobian norms
-    (fastformer/analysis/interaction.py) for one trained MQAR model per row (middle n_pairs, lowest seed), from its
-    cached interaction.json (committed with the run outcomes) or, without one, measured from its checkpoint."""
+    (fastformer/analysis/interaction.py) for one trained MQAR model per row (the length with the most rows, its middle
+    n_pairs, lowest seed), from its cached interaction.json (committed with the run outcomes) or, without one,
+    measured from its checkpoint."""
     mq = [r for r in runs if r.status == "ok" and "@L" in _key(r)[0]
           and ((r.path / "interaction.json").exists() or (r.path / "checkpoints" / "best.pt").exists())]
     if not mq:
         return []
     from fastformer.analysis.interaction import run_interaction
 
+    # one panel for every row: the MQAR length with the most rows (the probes_recall stage's L=32 holds all of them;
+    # the length axis runs only the decisive rows), the shortest such length on a tie
+    panel = max({_key(r)[0] for r in mq}, key=lambda p: (len({_key(r)[2] for r in mq if _key(r)[0] == p}),
+                                                           -panel_length(p)))
+    mq = [r for r in mq if _key(r)[0] == panel]
     xs = sorted({_key(r)[1] for r in mq})
     x = xs[len(xs) // 2]
     pick: dict[str, Run] = {}
@@ -399,7 +405,8 @@ def _interaction_section(runs: list[Run], out_dir: Path) -> list[str]:
             for row in ROWS if row in res]
     seed = int(next(iter(pick.values())).get("seed"))
     lines = ["## Token interaction: effective rank of the first mixer layer", "",
-             f"For each trained MQAR model (P={x} pairs, seed {seed}) and {next(iter(res.values()))['n_seqs']} test "
+             f"For each trained MQAR model (L={panel_length(panel)}, P={x} pairs, seed {seed}) and "
+             f"{next(iter(res.values()))['n_seqs']} test "
              "sequences: J[i, j] = ||d y_i / d h_j||_F, the sensitivity of the first mixer's output at token i to its "
              "input at token j (autograd Jacobian, exact), and the number of singular values of J holding 90% / 99% of "
              "its energy, for J and for its off-diagonal part (how token i depends on the other tokens), averaged over "
@@ -408,7 +415,8 @@ def _interaction_section(runs: list[Run], out_dir: Path) -> list[str]:
              md_table(["Mixer", "test acc", "tokens", "rank 90%", "rank 99%", "off-diag rank 90%",
                        "off-diag rank 99%", "off-diag energy %"], rows), "",
              "![token interaction](probes_interaction.png)", ""]
-    _plot_interaction(res, out_dir / "probes_interaction.png", f"first-layer |dy_i/dh_j|, MQAR P={x}, seed {seed}")
+    _plot_interaction(res, out_dir / "probes_interaction.png",
+                      f"first-layer |dy_i/dh_j|, MQAR L={panel_length(panel)} P={x}, seed {seed}")
     return lines
 
 
