@@ -70,7 +70,12 @@ def best_lrs(experiments: list[str], runs_root: str) -> dict[str, float | None]:
     """experiment -> the learning rate its finished causal MQAR runs under ``runs_root`` chose
     (fastformer/results/probes.py ``best_causal_lr``); the row is the experiment's file name."""
     runs = load_runs(runs_root) if Path(runs_root).is_dir() else []
-    return {exp: best_causal_lr(runs, exp.rsplit("/", 1)[-1]) for exp in experiments}
+    try:
+        return {exp: best_causal_lr(runs, exp.rsplit("/", 1)[-1]) for exp in experiments}
+    except ValueError as err:  # runs of a row at several (L, pairs) points: which one's lr is meant is not known
+        print(f"[reproduce] {err} under {runs_root}; an `lr: best` wave needs one point per row there: give the stage "
+              "its own runs_root", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def run_stage(stage: str, cfg: DictConfig) -> int:
