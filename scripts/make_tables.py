@@ -28,7 +28,7 @@ TABLES = {
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", default="quick", help="preset whose runs to tabulate (quick | paper)")
+    ap.add_argument("--preset", default="quick", help="preset whose runs to tabulate (quick | cpu | paper)")
     ap.add_argument("--runs", default=None, help="root of the run dirs (default: logs/multiruns/<preset>)")
     ap.add_argument("--out", default=str(ROOT / "results"), help="output folder")
     ap.add_argument("--tables", default=",".join(TABLES), help=f"comma-separated subset of {list(TABLES)}")

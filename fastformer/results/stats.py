@@ -52,16 +52,21 @@ def paired_bootstrap_delta(a: Sequence[np.ndarray], b: Sequence[np.ndarray], *, 
     A, B = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)  # (seeds, items)
     if A.ndim != 2 or B.ndim != 2 or A.shape[1] != B.shape[1] or A.shape[1] == 0:
         raise ValueError(f"need (seeds, items) arrays over the same items, got {A.shape} and {B.shape}")
-    n = A.shape[1]
+    n, sa = A.shape[1], A.shape[0]
     tail = (1 - level) / 2
     n_boot = n_boot or max(2000, math.ceil(50 / tail))
+    # Resampling items only moves the rows through each item's correctness pattern across all their seeds, so the
+    # items are grouped by pattern (at most 2^(seeds of both rows), ~100 in practice against 5,000 items) and the
+    # multinomial draw is over patterns with their frequencies: the same distribution, 20-50x fewer draws.
+    pats, counts = np.unique(np.concatenate([A, B]).T, axis=0, return_counts=True)  # (patterns, seeds), (patterns,)
+    Pa, Pb = pats[:, :sa].T, pats[:, sa:].T                                            # (seeds, patterns)
     rng = np.random.default_rng(seed)
     reps = np.empty(n_boot)
-    chunk = 250
+    chunk = 2000
     for s in range(0, n_boot, chunk):
         k = min(chunk, n_boot - s)
-        w = rng.multinomial(n, np.full(n, 1.0 / n), size=k).T.astype(np.float64)  # (items, k): item draw counts
-        acc_a, acc_b = A @ w / n, B @ w / n                                         # (seeds, k) per-seed accuracies
+        w = rng.multinomial(n, counts / n, size=k).T.astype(np.float64)  # (patterns, k): pattern draw counts
+        acc_a, acc_b = Pa @ w / n, Pb @ w / n                             # (seeds, k) per-seed accuracies
         ia = rng.integers(0, A.shape[0], size=(A.shape[0], k))
         ib = rng.integers(0, B.shape[0], size=(B.shape[0], k))
         cols = np.arange(k)
