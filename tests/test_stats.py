@@ -86,3 +86,19 @@ def test_bonferroni_interval_is_wider_and_its_table_line_judges_every_difference
     assert "Fastformer on IMDB +" in paper_out and "(paper +2.06)" in paper_out  # our +6 excludes the paper's +2.06
     imdb = next(line for line in md.splitlines() if line.startswith("**IMDB:**"))
     assert "lies outside our interval (not reproduced at this scale): Fastformer (paper +2.06)" in imdb
+
+
+def test_pattern_draw_matches_a_direct_item_bootstrap():
+    """The bootstrap draws over correctness patterns (items grouped by what every seed of both rows got); its interval
+    must match a direct draw of the items themselves, written out here the slow way."""
+    rng = np.random.default_rng(3)
+    a, b = _rows(rng, 1500, 0.50, 0.48, 3, 4, seed_sd=0.01)
+    A, B = np.asarray(a, float), np.asarray(b, float)
+    n, reps = A.shape[1], []
+    for _ in range(4000):
+        idx = rng.integers(0, n, n)
+        sa, sb = rng.integers(0, 3, 3), rng.integers(0, 4, 4)
+        reps.append(A[sa][:, idx].mean() - B[sb][:, idx].mean())
+    lo, hi = 100 * np.quantile(reps, [0.025, 0.975])
+    d = paired_bootstrap_delta(a, b, n_boot=4000)
+    assert abs(d.lo - lo) < 0.35 and abs(d.hi - hi) < 0.35, (d.fmt(), lo, hi)
