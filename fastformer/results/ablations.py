@@ -5,7 +5,10 @@ runs of ``<ds>/fastformer``), ``fastformer_official``, ``pooling_baseline`` and 
 configs/ablation/<name>.yaml, applied as ``experiment=<ds>/fastformer ablation=<name>``), by their recorded dataset
 and row; rows, labels and the paper's values are in fastformer/results/rows.py (``ABLATION_*``). Writes
 ``results/ablations.{md,csv,png}``: ours (mean ± std over seeds) beside the paper's bars (PAPER.md §2.6); the
-redundancy table adds parameter counts and Δ vs the full model, paired by seed (mean of per-seed differences).
+redundancy table adds parameter counts and Δ vs the full model, paired by seed (mean of per-seed differences). Where
+the runs recorded per-item test correctness, every Δ carries a 95% paired-bootstrap interval, and a last section gives
+Figures 3-4 as differences beside the paper's, one verdict line per dataset (judged at >= 3 seeds in both rows) and a
+Bonferroni-corrected line, as Table 4 does.
 
 A cell whose mean test accuracy sits at the majority class of its split (:func:`degenerate`: within the seed std, at
 least :data:`DEGENERATE_TOL` points, of ``test.majority_acc`` or ``baselines.majority_acc``) is a model that predicts
@@ -34,11 +37,12 @@ from fastformer.results.rows import (
     ABLATION_REDUNDANCY as REDUNDANCY,
     ablation_row,
 )
-from fastformer.results.stats import items_by_row, row_delta
+from fastformer.results.stats import MIN_SEEDS, Delta, bonferroni_level, items_by_row, row_delta
 
 MAJORITY_KEYS = ("test.majority_acc", "baselines.majority_acc")  # most frequent test class; train majority on test
 DEGENERATE_TOL = 0.5  # points: the tolerance when n = 1 (and the least one when the seed std is smaller)
 MARK = "†"
+FIGURE_VARIANTS = {k for rows in FIGURES.values() for k, _ in rows if k != "full"}
 DEGENERATE_LABEL = "at majority class (degenerate: the model predicts one class)"
 
 
@@ -89,6 +93,64 @@ def _paired_delta(runs: list[Run], ds: str, row: str, metric: str) -> Cell:
             by.setdefault(_key(r)[1], {})[r.get("seed")] = float(r.get(metric))
     a, b = by.get(row, {}), by.get("full", {})
     return Cell([a[s] - b[s] for s in sorted(set(a) & set(b), key=str)])
+
+
+def _paper_delta(row: str, ds: str) -> float | None:
+    """The paper's own difference of ``row`` from the full model on ``ds`` (Figures 3-4 bar labels), else None."""
+    pa = PAPER.get(row, {}).get(ds)
+    return None if pa is None or row == "full" else pa[0] - PAPER["full"][ds][0]
+
+
+def _differences(items: dict) -> list[str]:
+    """Figures 3-4 as differences from the full model (each variant's Δ accuracy with its 95% paired-bootstrap
+    interval, beside the paper's Δ), then one verdict line per dataset over every variant of both figures and the
+    redundancy table (judged at >= MIN_SEEDS seeds in both rows) and one Bonferroni-corrected line over all judged
+    differences, as Table 4 does."""
+    names = {k: n for rows in FIGURES.values() for k, n in rows if k != "full"} | dict(REDUNDANCY[1:])
+    deltas = {(ds, k): d for ds in DATASETS for k in names
+              if (d := row_delta(items, (ds, k), (ds, "full"))) is not None}
+    if not deltas:
+        return []
+    shown = [ds for ds in DATASETS if any(d == ds for d, _ in deltas)]
+    header = ["Variant"] + [f"{DATASETS[ds]} {m}" for ds in shown for m in ("Δ Acc [95% CI]", "n", "Δ paper")]
+    table = []
+    for k, name in names.items():
+        if k not in FIGURE_VARIANTS:  # the redundancy rows' intervals are in their own table above
+            continue
+        cells = [name]
+        for ds in shown:
+            d, pd = deltas.get((ds, k)), _paper_delta(k, ds)
+            cells += [d.fmt() if d else MISSING, f"{d.n_a} vs {d.n_b}" if d else MISSING,
+                      f"{pd:+.2f}" if pd is not None else MISSING]
+        table.append(cells)
+    lines = ["## Figures 3-4 as differences from the full model; what is resolved", "",
+             "Δ = variant − full Fastformer (test accuracy, points); 95% interval from the paired two-level bootstrap "
+             "of fastformer/results/stats.py (test items resampled, the same draw for both rows, and each row's seeds "
+             f"resampled); n = seeds of the variant vs the full model. A difference is judged once both rows have >= "
+             f"{MIN_SEEDS} seeds; Δ paper = the paper's bar minus its full-model bar. The verdict lines cover these "
+             "and the redundancy rows.", "",
+             md_table(header, table), ""]
+    judged: dict[tuple[str, str], Delta] = {c: d for c, d in deltas.items() if min(d.n_a, d.n_b) >= MIN_SEEDS}
+    for ds in shown:
+        mine = {k: d for (e, k), d in judged.items() if e == ds}
+        res = [f"{names[k]} {d.fmt()}" for k, d in mine.items() if d.resolved]
+        unres = [f"{names[k]} {d.fmt()}" for k, d in mine.items() if not d.resolved]
+        outside = [f"{names[k]} (paper {_paper_delta(k, ds):+.2f})" for k, d in mine.items()
+                   if _paper_delta(k, ds) is not None and not d.lo <= _paper_delta(k, ds) <= d.hi]
+        pending = [f"{names[k]} (n = {d.n_a} vs {d.n_b})" for (e, k), d in deltas.items()
+                   if e == ds and (e, k) not in judged]
+        lines.append(f"- **{DATASETS[ds]}:** resolved (95% interval excludes 0): {'; '.join(res) or 'none'}. "
+                     f"Not resolved: {'; '.join(unres) or 'none'}."
+                     + (f" The paper's difference lies outside our interval: {'; '.join(outside)}." if outside else "")
+                     + (f" Not yet judged, fewer than {MIN_SEEDS} seeds: {'; '.join(pending)}." if pending else ""))
+    if judged:
+        level = bonferroni_level(len(judged))
+        adj = {c: row_delta(items, c, (c[0], "full"), level=level) for c in judged}
+        res = [f"{names[k]} on {DATASETS[ds]} {d.fmt()}" for (ds, k), d in adj.items() if d.resolved]
+        lines.append(f"- **Corrected for multiple comparisons** (Bonferroni over the {len(judged)} judged "
+                     f"differences: {100 * level:.2f}% intervals, family-wise error 5%): resolved: "
+                     f"{'; '.join(res) or 'none'}.")
+    return lines + [""]
 
 
 def _plot(acc: dict, refs: dict[str, list[float]], out: Path) -> None:
@@ -200,6 +262,7 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
     lines += [md_table(header, table), ""]
     if any(MARK in c for row in table for c in row[1:]):
         lines += [_footnote(refs), ""]
+    lines += _differences(items)
     out = Path(out_dir) / table_stem("ablations", preset)
     lines += [f"![ablations]({out.name}.png)", ""]
     write_outputs(out, "\n".join(lines), ["figure", "dataset", "row", "acc_mean", "acc_std", "acc_paper",

@@ -23,6 +23,9 @@ import numpy as np
 
 from fastformer.utils import decode_items
 
+MIN_SEEDS = 3  # a difference is judged (resolved or not) only when both rows have this many seeds: below it the
+               # interval cannot see the seed spread (the tables list such rows as "not yet judged")
+
 
 @dataclass(frozen=True)
 class Delta:

@@ -22,11 +22,9 @@ from fastformer.results.rows import (
     TABLE4_PAPER as PAPER,
     TABLE4_ROWS as ROWS,
 )
-from fastformer.results.stats import Delta, bonferroni_level, items_by_row, row_delta
+from fastformer.results.stats import MIN_SEEDS, Delta, bonferroni_level, items_by_row, row_delta
 
 REFERENCE = "transformer"  # the row every other row's difference is taken against
-MIN_SEEDS = 3  # a difference is judged (resolved or not) only when both rows have this many seeds: below it the
-               # interval cannot see the seed spread
 
 
 def _row_key(r: Run) -> tuple[str, str]:
