@@ -60,10 +60,12 @@ def test_stop_at_ends_training_and_the_causal_section(tmp_path):
     m = json.loads((tmp_path / "runs/probe_causal/x/seed1/metrics.json").read_text())
     assert m["epochs_run"] == 1 and m["reached_stop_at"] == 1 and m["data_info"]["causal"] is True
     assert m["data_info"]["lr"] == 2.2e-3 and m["data_info"]["weight_decay"] == 0.1
+    assert m["max_epochs"] == 3 and m["batch_size"] == 64  # the budget and batch the table states
     from fastformer.results.probes import build
 
     md = build(tmp_path / "runs", tmp_path / "out", "quick").read_text()
     assert "## Causal MQAR on Zoology's settings" in md and "| (64, 4) | transformer |" in md
+    assert "up to 3 epochs (Zoology: 64)" in md and "batch 64 (Zoology: 512 at L 64-128" in md
     assert "The control fails at (L, pairs) = (64, 4)" in md  # 1 epoch of 128 sequences: far from 99%
     assert (tmp_path / "out" / "probes_causal.csv").exists()
 

@@ -317,6 +317,13 @@ def best_causal_lr(runs: list[Run], row: str, point: tuple[int, int] | None = No
     return max(val, key=lambda lr: (val[lr].mean, -lr))
 
 
+def _recorded(runs: list[Run], key: str, default: int) -> str:
+    """The value(s) of a run setting the runs recorded in metrics.json (e.g. ``max_epochs``), joined when they differ;
+    ``default`` (the sweep file's value) for runs written before the setting was recorded."""
+    vals = sorted({int(v) for r in runs if (v := r.get(key)) is not None}) or [default]
+    return "/".join(str(v) for v in vals)
+
+
 def _causal_section(runs: list[Run]) -> tuple[list[str], list[list]]:
     """Causal MQAR (``data_info.causal``; configs/sweep/probes_causal.yaml): per (L, pairs) point and row, the best of
     the learning rates run (highest mean validation accuracy over seeds, as Zoology picks the best lr), its test
@@ -339,12 +346,16 @@ def _causal_section(runs: list[Run]) -> tuple[list[str], list[list]]:
               f"distribution (fastformer/data/probes.py `mqar_zoology`): vocabulary {info.get('vocab_size')}, "
               f"power-law query distances (a = {(info.get('params') or {}).get('power_a')}), "
               f"{info.get('n_train')} training sequences, 2 layers, d_model {info.get('d_model')}, learned positions, "
-              f"no MLP, AdamW (weight decay {info.get('weight_decay')}), up to 64 epochs, stopping at "
+              f"no MLP, AdamW (weight decay {info.get('weight_decay')}), up to {_recorded(runs, 'max_epochs', 64)} "
+              f"epochs (Zoology: 64), stopping at "
               f"{CAUSAL_TARGET:.0f}% validation accuracy. Per row and point the best learning rate of those run "
               "(highest mean validation accuracy over seeds, Zoology's rule); test accuracy (%) of its runs, mean ± "
               "std over seeds. `reached` = runs that hit the stop criterion; chance = 1/pairs among the in-context "
-              "values. Deviations from Zoology: constant lr, head dim 16, the output head only at query positions "
-              "(same loss), filler never id 0 (our padding).",
+              "values. Deviations from Zoology: constant lr, head dim 16, batch "
+              f"{_recorded(runs, 'batch_size', 64)} (Zoology: 512 at L 64-128, 256 at L 256; per sequence the cost on "
+              "this CPU is the same, and more, smaller steps suit the shorter epoch budget), no dropout (Zoology's "
+              "attention: 0.1), the output head only at query positions (same loss), filler never id 0 (our "
+              "padding).",
               f"Zoology's published attention: {ZOOLOGY_ATTENTION}.", ""]
     header = ["(L, pairs)", "Mixer", "test acc", "best lr", "val acc", "reached", "epochs", "lrs run", "params"]
     table, csv_rows, notes = [], [], []

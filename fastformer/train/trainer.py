@@ -394,7 +394,8 @@ class Trainer:
             **run_row(cfg), "task": self.task.name, "world_size": self.world, "eval_shards": self.eval_shards,
             "val": val, "test": test, "best_epoch": state["best_epoch"], "monitor": self.task.monitor,
             "history": state["history"], "params": n_params,
-            "epochs_run": state["epoch"], "reached_stop_at": state.get("reached_stop_at"),
+            "epochs_run": state["epoch"], "max_epochs": int(self.tc.max_epochs),
+            "reached_stop_at": state.get("reached_stop_at"), "batch_size": cfg.task.get("batch_size"),
             "train_tokens_per_s": state["train_tokens"] / max(state["train_time"], 1e-9),
             "train_tokens": state["train_tokens"],  # summed over DDP ranks, like the throughput
             "group_by_length": bool(cfg.task.get("group_by_length", False)), "cpu_dropout": cpu_dropout(),
