@@ -15,6 +15,10 @@ and then ``--steps`` timed steps of the same training loop (forward, backward, o
 forward+backward / optimizer, the FLOPs of the step as executed (torch's FlopCounterMode: matmuls and attention;
 padding included) per second, and that rate over the GEMM rate (a 2048 x 2048 fp32 matmul timed in the
 row's process right before and after it).
+``--profile``: the rows of the current training setting (``grouped+fast_dropout+heap``) are also profiled
+(torch.profiler over ``--steps`` more steps, with FLOPs) for a second table: the share of the step spent in matmuls,
+the rate those matmuls run at against the same GEMM, their product (what the step's % of GEMM is made of), and the
+largest other ops. It says how far the step is from a goal stated as a fraction of the GEMM rate, and why.
 Not a test: timings depend on the machine; the committed table says which machine and torch produced it.
 """
 from __future__ import annotations
@@ -35,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 import hydra  # noqa: E402
 import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
+from torch.profiler import ProfilerActivity, profile  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from fastformer.ops import set_cpu_dropout  # noqa: E402
@@ -116,6 +121,42 @@ def bench_one(task, cfg, *, grouped: bool, dropout: str, steps: int, warmup: int
             "embed_params": model.embed.weight.numel()}
 
 
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+PROFILED = "grouped+fast_dropout+heap"  # the setting training runs use: the row --profile looks into
+
+
+def profile_steps(task, cfg, steps: int) -> dict:
+    """Where a training step's time goes (the current setting, after warm-up): the matmuls' share of the profiled
+    self time, their achieved GFLOP/s (profiler FLOPs / their self time) and the largest other ops' shares."""
+    set_cpu_dropout("fast")
+    seed_everything(1)
+    model = task.build_model()
+    opt = hydra.utils.instantiate(cfg.optimizer)(params=[p for p in model.parameters() if p.requires_grad])
+    ds = task.dataset("train")
+    sampler = LengthGroupedBatchSampler(ds.lengths, global_batch=int(cfg.task.batch_size), seed=1000,
+                                        pool=int(cfg.task.get("length_pool", 50)))
+    loader = iter(build_loader(task, "train", dataset=ds, batch_sampler=list(sampler)[: 2 + steps]))
+    model.train()
+
+    def step() -> None:
+        loss, _ = task.training_step(model, next(loader))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    for _ in range(2):
+        step()
+    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+        for _ in range(steps):
+            step()
+    ops = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in ops)
+    mm = [e for e in ops if e.key in MATMUL_OPS]
+    mm_us = sum(e.self_cpu_time_total for e in mm)
+    others = sorted((e for e in ops if e.key not in MATMUL_OPS), key=lambda e: -e.self_cpu_time_total)[:6]
+    return {"mm_share": mm_us / total, "mm_gflops": sum(e.flops for e in mm) / (mm_us * 1e-6) / 1e9,
+            "top": [(e.key.replace("aten::", ""), e.self_cpu_time_total / total) for e in others]}
+
+
 def child(args) -> None:
     """One row, in this (fresh) process: print its measurements as a JSON line."""
     mixer, variant = args.child.split(":")
@@ -128,6 +169,8 @@ def child(args) -> None:
     task.setup()
     before = gemm_gflops()
     r = bench_one(task, cfg, grouped=grouped, dropout=dropout, steps=args.steps, warmup=args.warmup)
+    if args.profile and variant == PROFILED:
+        r["profile"] = profile_steps(task, cfg, args.steps)
     gemm = (before + gemm_gflops()) / 2  # the reference rate right before and after this row, in its own process
     print(json.dumps({**r, "vocab": len(task.ds.vocab), "gemm": gemm}))
 
@@ -145,6 +188,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1,
                     help="measure every row this many times, the rows interleaved (median and range reported)")
     ap.add_argument("--out", default=None, help="write the markdown table here (default: print only)")
+    ap.add_argument("--profile", action="store_true",
+                    help=f"also profile the {PROFILED} rows: where the step's time goes (second table)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)  # mixer:variant, run by main in a new process
     args = ap.parse_args()
     if args.child:
@@ -152,7 +197,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rows = []
     passed = [f"--dataset={args.dataset}", f"--preset={args.preset}", f"--steps={args.steps}",
-              f"--warmup={args.warmup}", f"--threads={args.threads}", *(f"--override={o}" for o in args.override)]
+              f"--warmup={args.warmup}", f"--threads={args.threads}", *(f"--override={o}" for o in args.override),
+              *(["--profile"] if args.profile else [])]
     runs: dict[tuple[str, str], list[dict]] = {}
     for rep in range(args.repeats):  # interleaved (every row once, then again) so the machine's drift hits all rows
         for mixer in args.mixers.split(","):
@@ -203,6 +249,22 @@ def main() -> None:
                      f"{r['ms_collate']:.0f} | {r['ms_fwd_bwd']:.0f} | {r['ms_opt']:.0f} | {r['gflops']:.1f} | "
                      f"{r['gemm']:.0f} | {r['gflops'] / r['gemm']:.0%} | {r['gflops_fb'] / r['gemm']:.0%} | "
                      f"{r['params'] / 1e6:.2f}M ({r['embed_params'] / 1e6:.2f}M) |")
+    profiled = [(mixer, r) for mixer, b, r in rows if "profile" in r]
+    if profiled:
+        lines += ["", "## Where the step's time goes (torch.profiler, the median run of each profiled row)", "",
+                  f"The `{PROFILED}` rows profiled over {args.steps} more steps in the same process (self CPU time of "
+                  "forward, backward and optimizer; the profiler adds a little time per op). matmul = "
+                  f"{', '.join(o.replace('aten::', '') for o in MATMUL_OPS)}; their rate = the profiler's FLOPs of "
+                  "those ops over their time. The step's % of GEMM is about (matmul share) x (matmul rate / GEMM): "
+                  "raising it needs a larger matmul share (fewer, fused elementwise passes) or faster matmuls "
+                  "(wider layers).", "",
+                  "| mixer | matmul share of the step | matmul GFLOP/s | matmul rate / GEMM | product | largest other "
+                  "ops (share of the step) |", "|---|---:|---:|---:|---:|---|"]
+        for mixer, r in profiled:
+            p = r["profile"]
+            top = ", ".join(f"{k} {v:.0%}" for k, v in p["top"])
+            lines.append(f"| {mixer} | {p['mm_share']:.0%} | {p['mm_gflops']:.0f} | {p['mm_gflops'] / r['gemm']:.0%} "
+                         f"| {p['mm_share'] * p['mm_gflops'] / r['gemm']:.0%} | {top} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
