@@ -121,13 +121,21 @@ def bench_one(task, cfg, *, grouped: bool, dropout: str, steps: int, warmup: int
             "embed_params": model.embed.weight.numel()}
 
 
+# matmul ops, and (is_matmul) torch's fused attention: the ops whose FLOPs FlopCounterMode counts
 MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+
+
+def is_matmul(op: str) -> bool:
+    return op in MATMUL_OPS or "scaled_dot_product" in op
 PROFILED = "grouped+fast_dropout+heap"  # the setting training runs use: the row --profile looks into
 
 
 def profile_steps(task, cfg, steps: int) -> dict:
-    """Where a training step's time goes (the current setting, after warm-up): the matmuls' share of the profiled
-    self time, their achieved GFLOP/s (profiler FLOPs / their self time) and the largest other ops' shares."""
+    """Where a training step's time goes (the current setting, after warm-up), from torch.profiler's self CPU time
+    (without FLOP recording, which multiplied the step time ~6x here): seconds per step in the matmul ops, and the
+    largest other ops' shares of the profiled time. The profiler adds ~0.2-0.3 s per step of per-op overhead, mostly
+    to the many small ops, so the other ops' shares are of the profiled time, and the matmul share is taken against
+    the unprofiled step (see main)."""
     set_cpu_dropout("fast")
     seed_everything(1)
     model = task.build_model()
@@ -135,6 +143,7 @@ def profile_steps(task, cfg, steps: int) -> dict:
     ds = task.dataset("train")
     sampler = LengthGroupedBatchSampler(ds.lengths, global_batch=int(cfg.task.batch_size), seed=1000,
                                         pool=int(cfg.task.get("length_pool", 50)))
+    # the same batches as the timed steps (the epoch's first ones), so FLOPs and times refer to the same work
     loader = iter(build_loader(task, "train", dataset=ds, batch_sampler=list(sampler)[: 2 + steps]))
     model.train()
 
@@ -145,15 +154,13 @@ def profile_steps(task, cfg, steps: int) -> dict:
         opt.step()
     for _ in range(2):
         step()
-    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(steps):
             step()
     ops = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in ops)
-    mm = [e for e in ops if e.key in MATMUL_OPS]
-    mm_us = sum(e.self_cpu_time_total for e in mm)
-    others = sorted((e for e in ops if e.key not in MATMUL_OPS), key=lambda e: -e.self_cpu_time_total)[:6]
-    return {"mm_share": mm_us / total, "mm_gflops": sum(e.flops for e in mm) / (mm_us * 1e-6) / 1e9,
+    others = sorted((e for e in ops if not is_matmul(e.key)), key=lambda e: -e.self_cpu_time_total)[:6]
+    return {"mm_s": sum(e.self_cpu_time_total for e in ops if is_matmul(e.key)) / 1e6 / steps,
             "top": [(e.key.replace("aten::", ""), e.self_cpu_time_total / total) for e in others]}
 
 
@@ -252,19 +259,25 @@ def main() -> None:
     profiled = [(mixer, r) for mixer, b, r in rows if "profile" in r]
     if profiled:
         lines += ["", "## Where the step's time goes (torch.profiler, the median run of each profiled row)", "",
-                  f"The `{PROFILED}` rows profiled over {args.steps} more steps in the same process (self CPU time of "
-                  "forward, backward and optimizer; the profiler adds a little time per op). matmul = "
-                  f"{', '.join(o.replace('aten::', '') for o in MATMUL_OPS)}; their rate = the profiler's FLOPs of "
-                  "those ops over their time. The step's % of GEMM is about (matmul share) x (matmul rate / GEMM): "
-                  "raising it needs a larger matmul share (fewer, fused elementwise passes) or faster matmuls "
-                  "(wider layers).", "",
-                  "| mixer | matmul share of the step | matmul GFLOP/s | matmul rate / GEMM | product | largest other "
-                  "ops (share of the step) |", "|---|---:|---:|---:|---:|---|"]
+                  f"The `{PROFILED}` rows, profiled over {args.steps} more steps of the same batches in the same "
+                  f"process. matmul = {', '.join(o.replace('aten::', '') for o in MATMUL_OPS)} and torch's fused "
+                  "attention (scaled_dot_product_*; their profiled self time); matmul share = that time over the "
+                  "unprofiled step above (collate + forward + backward + optimizer); matmul rate = the step's "
+                  "FLOPs (the table above: FlopCounterMode, all of them in "
+                  "matmuls and attention) over that time. The step's % of GEMM is the product of share and rate / "
+                  "GEMM, so a goal of 50% of GEMM needs a matmul share of at least 50% / (rate / GEMM): fewer or "
+                  "fused elementwise passes raise the share, wider layers the rate. Other ops: their share of the "
+                  "profiled time (the profiler's per-op overhead inflates the many small ones).", "",
+                  "| mixer | matmul s/step | matmul share | matmul GFLOP/s | matmul rate / GEMM | share needed for "
+                  "50% of GEMM | largest other ops (share of profiled time) |",
+                  "|---|---:|---:|---:|---:|---:|---|"]
         for mixer, r in profiled:
             p = r["profile"]
+            step_s = (r["ms_collate"] + r["ms_fwd_bwd"] + r["ms_opt"]) / 1e3
+            mm_rate = r["gflops"] * step_s / p["mm_s"]  # GFLOP per step / matmul seconds per step
             top = ", ".join(f"{k} {v:.0%}" for k, v in p["top"])
-            lines.append(f"| {mixer} | {p['mm_share']:.0%} | {p['mm_gflops']:.0f} | {p['mm_gflops'] / r['gemm']:.0%} "
-                         f"| {p['mm_share'] * p['mm_gflops'] / r['gemm']:.0%} | {top} |")
+            lines.append(f"| {mixer} | {p['mm_s']:.3f} | {p['mm_s'] / step_s:.0%} | {mm_rate:.0f} | "
+                         f"{mm_rate / r['gemm']:.0%} | {min(1.0, 0.5 * r['gemm'] / mm_rate):.0%} | {top} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
