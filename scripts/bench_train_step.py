@@ -16,9 +16,9 @@ forward+backward / optimizer, the FLOPs of the step as executed (torch's FlopCou
 padding included) per second, and that rate over the GEMM rate (a 2048 x 2048 fp32 matmul timed in the
 row's process right before and after it).
 ``--profile``: the rows of the current training setting (``grouped+fast_dropout+heap``) are also profiled
-(torch.profiler over ``--steps`` more steps, with FLOPs) for a second table: the share of the step spent in matmuls,
-the rate those matmuls run at against the same GEMM, their product (what the step's % of GEMM is made of), and the
-largest other ops. It says how far the step is from a goal stated as a fraction of the GEMM rate, and why.
+(torch.profiler over ``--steps`` more steps) for a second table: the share of the step spent in matmuls and fused
+attention, the rate they run at against the same GEMM (the step's % of GEMM is the product of the two), the share a
+50%-of-GEMM goal would need, and the largest other ops. It says how far the step is from such a goal, and why.
 Not a test: timings depend on the machine; the committed table says which machine and torch produced it.
 """
 from __future__ import annotations
@@ -121,13 +121,13 @@ def bench_one(task, cfg, *, grouped: bool, dropout: str, steps: int, warmup: int
             "embed_params": model.embed.weight.numel()}
 
 
+PROFILED = "grouped+fast_dropout+heap"  # the setting training runs use: the row --profile looks into
 # matmul ops, and (is_matmul) torch's fused attention: the ops whose FLOPs FlopCounterMode counts
 MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
 
 
 def is_matmul(op: str) -> bool:
     return op in MATMUL_OPS or "scaled_dot_product" in op
-PROFILED = "grouped+fast_dropout+heap"  # the setting training runs use: the row --profile looks into
 
 
 def profile_steps(task, cfg, steps: int) -> dict:

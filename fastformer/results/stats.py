@@ -59,8 +59,9 @@ def paired_bootstrap_delta(a: Sequence[np.ndarray], b: Sequence[np.ndarray], *, 
     tail = (1 - level) / 2
     n_boot = n_boot or max(2000, math.ceil(50 / tail))
     # Resampling items only moves the rows through each item's correctness pattern across all their seeds, so the
-    # items are grouped by pattern (at most 2^(seeds of both rows), ~100 in practice against 5,000 items) and the
-    # multinomial draw is over patterns with their frequencies: the same distribution, 20-50x fewer draws.
+    # items are grouped by pattern (at most 2^(seeds of both rows); 631 for two 5-seed rows of the cpu Table 4's
+    # 5,000 IMDB items) and the multinomial draw is over patterns with their frequencies: the same distribution, ~10x
+    # faster there (a 99.8% interval: 48 s -> 4.4 s).
     pats, counts = np.unique(np.concatenate([A, B]).T, axis=0, return_counts=True)  # (patterns, seeds), (patterns,)
     Pa, Pb = pats[:, :sa].T, pats[:, sa:].T                                            # (seeds, patterns)
     rng = np.random.default_rng(seed)
