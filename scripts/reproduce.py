@@ -40,7 +40,8 @@ STAGE_TABLES = {"table4": ["table4"], "table5": ["table5"], "table6": ["table6"]
 
 def stage_commands(stage: str, cfg: DictConfig) -> Iterator[list[str]]:
     """The sweep commands of a stage, in order: one per sweep file of the stage (``stage_sweeps``), or one per wave of
-    ``stage_waves`` (seeds x experiments of the stage's sweep file) where the preset defines waves. A generator:
+    ``stage_waves`` (seeds x experiments of the stage's sweep file, plus the wave's own ``overrides``, e.g.
+    ``ablation=a,b`` for a subset of the sweep's ablations) where the preset defines waves. A generator:
     :func:`run_stage` runs each command before the next is made, so an ``lr: best`` wave reads the runs that the
     waves before it finished."""
     per_stage = list((cfg.stage_overrides.get(cfg.preset) or {}).get(stage, []))
@@ -55,15 +56,16 @@ def stage_commands(stage: str, cfg: DictConfig) -> Iterator[list[str]]:
         return
     for w in waves:
         head = [*base(stage_sweeps(stage)[-1]), f"seed={w.seeds}"]
+        own = [str(o) for o in w.get("overrides") or []]  # the wave's own sweep overrides, e.g. a subset of ablations
         if w.get("lr") != "best":
-            yield [*head, f"experiment={','.join(w.experiments)}", *tail]
+            yield [*head, f"experiment={','.join(w.experiments)}", *own, *tail]
             continue
         for exp, lr in best_lrs(w.experiments, cfg.runs_root).items():  # one command per row, at its chosen lr
             if lr is None:
                 print(f"[reproduce] {stage}: {exp} has no finished run to choose its lr from: its seeds {w.seeds} "
                       "wait for the earlier wave (re-run to resume)", flush=True)
             else:
-                yield [*head, f"experiment={exp}", *tail, f"optimizer.lr={lr!r}"]
+                yield [*head, f"experiment={exp}", *own, *tail, f"optimizer.lr={lr!r}"]
 
 
 def best_lrs(experiments: list[str], runs_root: str) -> dict[str, float | None]:
