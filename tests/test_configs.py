@@ -95,5 +95,6 @@ def test_cpu_ablation_waves_cover_the_sweep_once_figure_by_figure():
     waves = [[a for c in cmd if c.startswith("ablation=") for a in c.split("=", 1)[1].split(",")] for cmd in cmds]
     sweep = yaml.safe_load((CONFIGS / "sweep" / "ablations.yaml").read_text())["hydra"]["sweeper"]["params"]
     listed = [a.strip() for a in sweep["ablation"].split(",")]
-    assert sorted(a for w in waves for a in w) == sorted(listed) and waves[0] == ["interaction_concat", "interaction_add"]
+    assert sorted(a for w in waves for a in w) == sorted(listed)
+    assert waves[0] == ["interaction_concat", "interaction_add"]
     assert all("seed=1,2,3" in cmd and "experiment=imdb/fastformer" in cmd for cmd in cmds)
