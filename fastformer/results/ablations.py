@@ -111,14 +111,15 @@ def _differences(items: dict) -> list[str]:
               if (d := row_delta(items, (ds, k), (ds, "full"))) is not None}
     if not deltas:
         return []
-    shown = [ds for ds in DATASETS if any(d == ds for d, _ in deltas)]
-    header = ["Variant"] + [f"{DATASETS[ds]} {m}" for ds in shown for m in ("Δ Acc [95% CI]", "n", "Δ paper")]
+    shown = [ds for ds in DATASETS if any(d == ds for d, _ in deltas)]  # datasets with some difference: verdicts
+    cols = [ds for ds in shown if any((ds, k) in deltas for k in FIGURE_VARIANTS)] or shown  # ... a figure's: table
+    header = ["Variant"] + [f"{DATASETS[ds]} {m}" for ds in cols for m in ("Δ Acc [95% CI]", "n", "Δ paper")]
     table = []
     for k, name in names.items():
         if k not in FIGURE_VARIANTS:  # the redundancy rows' intervals are in their own table above
             continue
         cells = [name]
-        for ds in shown:
+        for ds in cols:
             d, pd = deltas.get((ds, k)), _paper_delta(k, ds)
             cells += [d.fmt() if d else MISSING, f"{d.n_a} vs {d.n_b}" if d else MISSING,
                       f"{pd:+.2f}" if pd is not None else MISSING]
