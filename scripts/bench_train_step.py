@@ -71,7 +71,9 @@ VARIANTS = {"before": (False, "torch", False), "grouped": (True, "torch", False)
             "grouped+fast_dropout": (True, "fast", False), "grouped+fast_dropout+heap": (True, "fast", True)}
 
 
-def bench_one(task, cfg, *, grouped: bool, dropout: str, steps: int, warmup: int) -> dict:
+def setup_run(task, cfg, *, grouped: bool, dropout: str, n_batches: int):
+    """The model, optimizer and loader of one measured row: seeded, the epoch's first ``n_batches`` batches (length
+    grouped or random), and the epoch's padded fraction."""
     set_cpu_dropout(dropout)
     seed_everything(1)
     model = task.build_model()
@@ -85,11 +87,15 @@ def bench_one(task, cfg, *, grouped: bool, dropout: str, steps: int, warmup: int
     else:
         batches = global_batches(len(ds), gb, seed=1000)
         pad = padded_fraction(batches, ds.lengths)
-    loader = iter(build_loader(task, "train", dataset=ds, batch_sampler=batches[: warmup + steps]))
+    loader = iter(build_loader(task, "train", dataset=ds, batch_sampler=batches[:n_batches]))
     model.train()
+    return model, opt, loader, pad
+
+
+def bench_one(task, cfg, *, grouped: bool, dropout: str, steps: int, warmup: int) -> dict:
+    model, opt, loader, pad = setup_run(task, cfg, grouped=grouped, dropout=dropout, n_batches=warmup + steps)
     t_collate = t_fb = t_opt = 0.0
     tokens = slots = 0
-    flops = 0.0
     for i in range(warmup + steps):
         t0 = time.perf_counter()
         batch = next(loader)
@@ -136,16 +142,9 @@ def profile_steps(task, cfg, steps: int) -> dict:
     largest other ops' shares of the profiled time. The profiler adds ~0.2-0.3 s per step of per-op overhead, mostly
     to the many small ops, so the other ops' shares are of the profiled time, and the matmul share is taken against
     the unprofiled step (see main)."""
-    set_cpu_dropout("fast")
-    seed_everything(1)
-    model = task.build_model()
-    opt = hydra.utils.instantiate(cfg.optimizer)(params=[p for p in model.parameters() if p.requires_grad])
-    ds = task.dataset("train")
-    sampler = LengthGroupedBatchSampler(ds.lengths, global_batch=int(cfg.task.batch_size), seed=1000,
-                                        pool=int(cfg.task.get("length_pool", 50)))
     # the same batches as the timed steps (the epoch's first ones), so FLOPs and times refer to the same work
-    loader = iter(build_loader(task, "train", dataset=ds, batch_sampler=list(sampler)[: 2 + steps]))
-    model.train()
+    grouped, dropout, _ = VARIANTS[PROFILED]
+    model, opt, loader, _ = setup_run(task, cfg, grouped=grouped, dropout=dropout, n_batches=2 + steps)
 
     def step() -> None:
         loss, _ = task.training_step(model, next(loader))
