@@ -42,11 +42,12 @@ def test_figure_differences_and_verdicts(tmp_path):
     verdict = next(line for line in section.splitlines() if line.startswith("- **IMDB:**"))
     assert "resolved (95% interval excludes 0): Concatenation -10." in verdict
     assert "Not resolved: Add " in verdict
-    assert "Not yet judged, fewer than 3 seeds: Query-Value (n = 1 vs 3)" in verdict
-    assert "The paper's difference lies outside our interval: Concatenation (paper -1.66)" in verdict
-    family = next(line for line in section.splitlines() if line.startswith("- **Corrected"))
+    assert "Not yet judged, fewer than 3 seeds in the row or the full model's: Query-Value (n = 1 vs 3)" in verdict
+    assert "lies outside our interval (not reproduced at this scale): Concatenation (paper -1.66)" in verdict
+    family = next(line for line in section.splitlines() if line.startswith("- **All datasets together, corrected"))
     assert "over the 2 judged differences: 97.50% intervals" in family
     assert "resolved: Concatenation on IMDB -10." in family
+    assert "outside the corrected interval: Concatenation on IMDB -10." in family and "(paper -1.66)" in family
 
 
 def test_no_difference_section_without_item_records(tmp_path):

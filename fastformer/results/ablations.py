@@ -37,7 +37,15 @@ from fastformer.results.rows import (
     ABLATION_REDUNDANCY as REDUNDANCY,
     ablation_row,
 )
-from fastformer.results.stats import MIN_SEEDS, Delta, bonferroni_level, items_by_row, row_delta
+from fastformer.results.stats import (
+    MIN_SEEDS,
+    Delta,
+    family_line,
+    is_judged,
+    items_by_row,
+    row_delta,
+    verdict_line,
+)
 
 MAJORITY_KEYS = ("test.majority_acc", "baselines.majority_acc")  # most frequent test class; train majority on test
 DEGENERATE_TOL = 0.5  # points: the tolerance when n = 1 (and the least one when the seed std is smaller)
@@ -101,16 +109,14 @@ def _paper_delta(row: str, ds: str) -> float | None:
     return None if pa is None or row == "full" else pa[0] - PAPER["full"][ds][0]
 
 
-def _differences(items: dict) -> list[str]:
-    """Figures 3-4 as differences from the full model (each variant's Δ accuracy with its 95% paired-bootstrap
-    interval, beside the paper's Δ), then one verdict line per dataset over every variant of both figures and the
-    redundancy table (judged at >= MIN_SEEDS seeds in both rows) and one Bonferroni-corrected line over all judged
-    differences, as Table 4 does."""
-    names = {k: n for rows in FIGURES.values() for k, n in rows if k != "full"} | dict(REDUNDANCY[1:])
-    deltas = {(ds, k): d for ds in DATASETS for k in names
-              if (d := row_delta(items, (ds, k), (ds, "full"))) is not None}
+def _differences(items: dict, deltas: dict[tuple[str, str], Delta]) -> list[str]:
+    """Figures 3-4 as differences from the full model (``deltas``: (dataset, variant) -> that variant's Δ accuracy
+    with its 95% paired-bootstrap interval; shown beside the paper's Δ), then one verdict line per dataset over every
+    variant of both figures and the redundancy table, and one Bonferroni-corrected line over all judged differences,
+    as Table 4 does (stats.verdict_line, stats.family_line)."""
     if not deltas:
         return []
+    names = {k: n for rows in FIGURES.values() for k, n in rows if k != "full"} | dict(REDUNDANCY[1:])
     shown = [ds for ds in DATASETS if any(d == ds for d, _ in deltas)]  # datasets with some difference: verdicts
     cols = [ds for ds in shown if any((ds, k) in deltas for k in FIGURE_VARIANTS)] or shown  # ... a figure's: table
     header = ["Variant"] + [f"{DATASETS[ds]} {m}" for ds in cols for m in ("Δ Acc [95% CI]", "n", "Δ paper")]
@@ -131,26 +137,14 @@ def _differences(items: dict) -> list[str]:
              f"{MIN_SEEDS} seeds; Δ paper = the paper's bar minus its full-model bar. The verdict lines cover these "
              "and the redundancy rows.", "",
              md_table(header, table), ""]
-    judged: dict[tuple[str, str], Delta] = {c: d for c, d in deltas.items() if min(d.n_a, d.n_b) >= MIN_SEEDS}
     for ds in shown:
-        mine = {k: d for (e, k), d in judged.items() if e == ds}
-        res = [f"{names[k]} {d.fmt()}" for k, d in mine.items() if d.resolved]
-        unres = [f"{names[k]} {d.fmt()}" for k, d in mine.items() if not d.resolved]
-        outside = [f"{names[k]} (paper {_paper_delta(k, ds):+.2f})" for k, d in mine.items()
-                   if _paper_delta(k, ds) is not None and not d.lo <= _paper_delta(k, ds) <= d.hi]
-        pending = [f"{names[k]} (n = {d.n_a} vs {d.n_b})" for (e, k), d in deltas.items()
-                   if e == ds and (e, k) not in judged]
-        lines.append(f"- **{DATASETS[ds]}:** resolved (95% interval excludes 0): {'; '.join(res) or 'none'}. "
-                     f"Not resolved: {'; '.join(unres) or 'none'}."
-                     + (f" The paper's difference lies outside our interval: {'; '.join(outside)}." if outside else "")
-                     + (f" Not yet judged, fewer than {MIN_SEEDS} seeds: {'; '.join(pending)}." if pending else ""))
-    if judged:
-        level = bonferroni_level(len(judged))
-        adj = {c: row_delta(items, c, (c[0], "full"), level=level) for c in judged}
-        res = [f"{names[k]} on {DATASETS[ds]} {d.fmt()}" for (ds, k), d in adj.items() if d.resolved]
-        lines.append(f"- **Corrected for multiple comparisons** (Bonferroni over the {len(judged)} judged "
-                     f"differences: {100 * level:.2f}% intervals, family-wise error 5%): resolved: "
-                     f"{'; '.join(res) or 'none'}.")
+        mine = {k: d for (e, k), d in deltas.items() if e == ds}
+        lines.append("- " + verdict_line(DATASETS[ds], {names[k]: d for k, d in mine.items()},
+                                         {names[k]: _paper_delta(k, ds) for k in mine}, ref="the full model"))
+    judged = [c for c, d in deltas.items() if is_judged(d)]
+    label = {(ds, k): f"{names[k]} on {DATASETS[ds]}" for ds, k in judged}
+    lines.append(family_line(items, {label[c]: (c, (c[0], "full")) for c in judged},
+                             {label[c]: _paper_delta(c[1], c[0]) for c in judged}, "All datasets together"))
     return lines + [""]
 
 
@@ -243,6 +237,9 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
         if any(MARK in c for row in table for c in row[1:]):
             lines += [_footnote(refs), ""]
     items = items_by_row(runs, _key)
+    variants = [k for rows in FIGURES.values() for k, _ in rows if k != "full"] + [k for k, _ in REDUNDANCY[1:]]
+    deltas = {(ds, k): d for ds in DATASETS for k in variants  # variant - full model, 95% paired-bootstrap interval
+              if (d := row_delta(items, (ds, k), (ds, "full"))) is not None}
     lines += ["## Redundancy ablations (review's \"redundant modules\")", "",
               "Δ = variant − full Fastformer, per seed then averaged (same seeds, same data)" +
               ("; where the runs recorded per-item test correctness, with its 95% interval from the paired two-level "
@@ -255,7 +252,7 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
         for ds in DATASETS:
             a = acc.get((ds, k))
             d = _paired_delta(runs, ds, k, "test.acc") if k != "full" else None
-            ci = row_delta(items, (ds, k), (ds, "full")) if k != "full" else None  # variant - full model
+            ci = deltas.get((ds, k))
             cells += [acc_fmt(ds, k), ci.fmt() if ci else
                       (f"{d.mean:+.2f}" if d and d.values else MISSING) if d else "ref",
                       fmt_num(params[(ds, k)].mean, 0) if (ds, k) in params else MISSING]
@@ -267,7 +264,7 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
     lines += [md_table(header, table), ""]
     if any(MARK in c for row in table for c in row[1:]):
         lines += [_footnote(refs), ""]
-    lines += _differences(items)
+    lines += _differences(items, deltas)
     out = Path(out_dir) / table_stem("ablations", preset)
     lines += [f"![ablations]({out.name}.png)", ""]
     write_outputs(out, "\n".join(lines), ["figure", "dataset", "row", "acc_mean", "acc_std", "acc_paper",

@@ -102,3 +102,53 @@ def row_delta(items: dict, a: Hashable, b: Hashable, level: float = 0.95) -> Del
 def bonferroni_level(m: int, alpha: float = 0.05) -> float:
     """The interval level that keeps the family-wise error of ``m`` comparisons at ``alpha`` (Bonferroni)."""
     return 1.0 - alpha / max(m, 1)
+
+
+def is_judged(d: Delta) -> bool:
+    """Both rows have :data:`MIN_SEEDS` seeds: the difference is judged (resolved or not)."""
+    return min(d.n_a, d.n_b) >= MIN_SEEDS
+
+
+def _paper_vs(deltas: dict[str, Delta], paper: dict[str, float | None], inside: bool) -> list[str]:
+    return [f"{name} (paper {paper[name]:+.2f})" for name, d in deltas.items()
+            if paper.get(name) is not None and (d.lo <= paper[name] <= d.hi) == inside]
+
+
+def verdict_line(label: str, deltas: dict[str, Delta], paper: dict[str, float | None], ref: str) -> str:
+    """One line for one dataset of a table: ``deltas`` (display name -> that row minus the reference row ``ref``, 95%
+    intervals) split into resolved (the interval excludes 0) and not resolved, once judged (:func:`is_judged`); for
+    the judged rows, whether ``paper`` (display name -> the paper's own difference) lies inside our interval; the
+    rows not yet judged, with their seeds. Table 4 and the ablations table both use it."""
+    if not deltas:
+        return (f"**{label}:** no interval (the rows' runs lack per-item test records, or {ref} row is missing).")
+    ready = {name: d for name, d in deltas.items() if is_judged(d)}
+    res = [f"{name} {d.fmt()}" for name, d in ready.items() if d.resolved]
+    unres = [f"{name} {d.fmt()}" for name, d in ready.items() if not d.resolved]
+    pending = [f"{name} (n = {d.n_a} vs {d.n_b})" for name, d in deltas.items() if name not in ready]
+    outside, inside = _paper_vs(ready, paper, inside=False), _paper_vs(ready, paper, inside=True)
+    return (f"**{label}:** resolved (95% interval excludes 0): {'; '.join(res) or 'none'}. "
+            f"Not resolved: {'; '.join(unres) or 'none'}."
+            + (f" The paper's difference lies outside our interval (not reproduced at this scale): "
+               f"{'; '.join(outside)}." if outside else "")
+            + (f" The paper's difference lies inside our interval: {'; '.join(inside)}." if inside else "")
+            + (f" Not yet judged, fewer than {MIN_SEEDS} seeds in the row or {ref}'s: {'; '.join(pending)}."
+               if pending else ""))
+
+
+def family_line(items: dict, pairs: dict[str, tuple[Hashable, Hashable]], paper: dict[str, float | None],
+                label: str) -> str:
+    """One line over every judged difference of a table (``pairs``: display name -> (row key, reference key) of
+    :func:`items_by_row`), each re-tested with a Bonferroni-corrected interval so that the chance of any false
+    "resolved" in the table stays at 5%; and the paper's differences (``paper``, by display name) that lie outside
+    the corrected interval."""
+    if not pairs:
+        return f"- **{label}:** no difference judged yet."
+    level = bonferroni_level(len(pairs))
+    adj = {name: row_delta(items, a, b, level=level) for name, (a, b) in pairs.items()}
+    res = [f"{name} {d.fmt()}" for name, d in adj.items() if d.resolved]
+    outside = [f"{name} {d.fmt()} (paper {paper[name]:+.2f})" for name, d in adj.items()
+               if paper.get(name) is not None and not d.lo <= paper[name] <= d.hi]
+    return (f"- **{label}, corrected for multiple comparisons** (Bonferroni over the {len(pairs)} judged differences: "
+            f"{100 * level:.2f}% intervals, family-wise error 5%): resolved: {'; '.join(res) or 'none'}. The paper's "
+            f"difference lies outside the corrected interval: {'; '.join(outside) or 'none'}. The per-dataset lines "
+            "above use 95% intervals, one comparison at a time.")

@@ -22,7 +22,15 @@ from fastformer.results.rows import (
     TABLE4_PAPER as PAPER,
     TABLE4_ROWS as ROWS,
 )
-from fastformer.results.stats import MIN_SEEDS, Delta, bonferroni_level, items_by_row, row_delta
+from fastformer.results.stats import (
+    MIN_SEEDS,
+    Delta,
+    family_line,
+    is_judged,
+    items_by_row,
+    row_delta,
+    verdict_line,
+)
 
 REFERENCE = "transformer"  # the row every other row's difference is taken against
 
@@ -44,47 +52,20 @@ def _paper_delta(row: str, ds: str) -> float | None:
     return None if pa is None or ref is None or row == REFERENCE else pa - ref
 
 
-def _verdict(ds_name: str, deltas: dict[str, Delta], ds: str = "") -> str:
-    """One line: which rows' differences from the Transformer are resolved (interval excludes 0) and which are not,
-    and for the judged rows with a paper difference, whether the paper's difference lies inside our interval."""
-    if not deltas:
-        return (f"**{ds_name}:** no interval (the rows' runs lack per-item test records, or the Transformer row is "
-                "missing).")
-    ready = {r: d for r, d in deltas.items() if min(d.n_a, d.n_b) >= MIN_SEEDS}
-    res = [f"{NAMES[r]} {d.fmt()}" for r, d in ready.items() if d.resolved]
-    unres = [f"{NAMES[r]} {d.fmt()}" for r, d in ready.items() if not d.resolved]
-    pending = [f"{NAMES[r]} (n = {d.n_a} vs {d.n_b})" for r, d in deltas.items() if r not in ready]
-    paper = {r: _paper_delta(r, ds) for r in ready}
-    outside = [f"{NAMES[r]} (paper {p:+.2f})" for r, p in paper.items() if p is not None
-               and not ready[r].lo <= p <= ready[r].hi]
-    inside = [f"{NAMES[r]} (paper {p:+.2f})" for r, p in paper.items()
-              if p is not None and ready[r].lo <= p <= ready[r].hi]
-    return (f"**{ds_name}:** resolved (95% interval excludes 0): {'; '.join(res) or 'none'}. "
-            f"Not resolved: {'; '.join(unres) or 'none'}."
-            + (f" The paper's difference lies outside our interval (not reproduced at this scale): "
-               f"{'; '.join(outside)}." if outside else "")
-            + (f" The paper's difference lies inside our interval: {'; '.join(inside)}." if inside else "")
-            + (f" Not yet judged, fewer than {MIN_SEEDS} seeds in the row or the Transformer's: {'; '.join(pending)}."
-               if pending else ""))
+def _verdict(ds_name: str, deltas: dict[str, Delta], ds: str) -> str:
+    """One line: which rows' differences from the Transformer are resolved, which are not, which are not yet judged;
+    and whether the paper's difference lies inside our interval (stats.verdict_line)."""
+    return verdict_line(ds_name, {NAMES[r]: d for r, d in deltas.items()},
+                        {NAMES[r]: _paper_delta(r, ds) for r in deltas}, ref="the Transformer")
 
 
 def _family_verdict(items: dict) -> str:
-    """One line over all datasets together: every judged difference (both rows >= MIN_SEEDS seeds) re-tested with a
-    Bonferroni-corrected interval, so that the chance of any false "resolved" in the table stays at 5%."""
-    judged = [(ds, row) for ds in DATASETS for row, d in _deltas(items, ds).items() if min(d.n_a, d.n_b) >= MIN_SEEDS]
-    if not judged:
-        return "- **All datasets together:** no difference judged yet."
-    level = bonferroni_level(len(judged))
-    adj = {(ds, row): row_delta(items, (ds, row), (ds, REFERENCE), level=level) for ds, row in judged}
-    res = [f"{NAMES[row]} on {DATASETS[ds]} {d.fmt()}" for (ds, row), d in adj.items() if d.resolved]
-    paper_out = [f"{NAMES[row]} on {DATASETS[ds]} {d.fmt()} (paper {_paper_delta(row, ds):+.2f})"
-                 for (ds, row), d in adj.items()
-                 if _paper_delta(row, ds) is not None and not d.lo <= _paper_delta(row, ds) <= d.hi]
-    return ("- **All datasets together, corrected for multiple comparisons** (Bonferroni over the "
-            f"{len(judged)} judged differences: {100 * level:.2f}% intervals, family-wise error 5%): resolved: "
-            f"{'; '.join(res) or 'none'}. The paper's difference lies outside the corrected interval: "
-            f"{'; '.join(paper_out) or 'none'}. The per-dataset lines above use 95% intervals, one comparison at a "
-            "time.")
+    """One line over all datasets together: every judged difference re-tested with a Bonferroni-corrected interval
+    (stats.family_line)."""
+    judged = [(ds, row) for ds in DATASETS for row, d in _deltas(items, ds).items() if is_judged(d)]
+    name = {(ds, row): f"{NAMES[row]} on {DATASETS[ds]}" for ds, row in judged}
+    return family_line(items, {name[c]: (c, (c[0], REFERENCE)) for c in judged},
+                       {name[c]: _paper_delta(c[1], c[0]) for c in judged}, "All datasets together")
 
 
 def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
