@@ -7,8 +7,9 @@ The fast path draws 16 random bits per element (one int64 draw per four elements
 15 bits are >= ``round(p * 32768)``, then rescales by ``1 / (1 - p')`` with ``p' = round(p * 32768) / 32768`` (the
 drop probability as realised, within 1.5e-5 of ``p``; unbiased): 13.5 ms for the same tensor. It uses torch's CPU
 generator, so runs stay seeded and resumable. It is switched on per run by ``trainer.cpu_dropout=fast`` (the Trainer
-calls :func:`set_cpu_dropout`); on CUDA, in eval mode, or with ``torch`` it is ``nn.Dropout`` itself. The two draw
-different masks from the same seed, so a run's numbers depend on the setting (recorded in metrics.json).
+calls :func:`set_cpu_dropout`); on CUDA, in eval mode, under torch.compile (whose generated code draws the mask in
+its fused kernel; the in-place ``random_`` would break the graph), or with ``torch`` it is ``nn.Dropout`` itself. The
+two draw different masks from the same seed, so a run's numbers depend on the setting (recorded in metrics.json).
 """
 from __future__ import annotations
 
@@ -49,6 +50,6 @@ class Dropout(nn.Dropout):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (self.training and _CPU_DROPOUT["impl"] == "fast" and x.device.type == "cpu" and not self.inplace
-                and x.is_floating_point() and self.p > 0):
+                and x.is_floating_point() and self.p > 0 and not torch.compiler.is_compiling()):
             return fast_dropout(x, self.p)
         return super().forward(x)

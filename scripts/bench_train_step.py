@@ -66,14 +66,20 @@ def compose_cfg(dataset: str, mixer: str, preset: str, overrides: list[str]):
 
 
 # what each row changes: (length-grouped batches, CPU dropout implementation, glibc keeps freed memory:
-# fastformer/utils.py keep_cpu_memory). Every row runs in its own fresh process.
-VARIANTS = {"before": (False, "torch", False), "grouped": (True, "torch", False),
-            "grouped+fast_dropout": (True, "fast", False), "grouped+fast_dropout+heap": (True, "fast", True)}
+# fastformer/utils.py keep_cpu_memory, torch.compile of the whole model). Every row runs in its own fresh process.
+VARIANTS = {"before": (False, "torch", False, False), "grouped": (True, "torch", False, False),
+            "grouped+fast_dropout": (True, "fast", False, False),
+            "grouped+fast_dropout+heap": (True, "fast", True, False),
+            # not in the default rows: torch.compile (inductor) of the whole classifier, default dynamic shapes (the
+            # grouped batches' lengths vary); the dropout is torch's inside the compiled graph (fastformer/ops.py)
+            "grouped+fast_dropout+heap+compile": (True, "fast", True, True)}
+DEFAULT_VARIANTS = "before,grouped,grouped+fast_dropout,grouped+fast_dropout+heap"
+COMPILE_WARMUP = 8  # warm-up steps of a compiled row at least: they include compiling and the dynamic-shape recompile
 
 
-def setup_run(task, cfg, *, grouped: bool, dropout: str, n_batches: int):
-    """The model, optimizer and loader of one measured row: seeded, the epoch's first ``n_batches`` batches (length
-    grouped or random), and the epoch's padded fraction."""
+def setup_run(task, cfg, *, grouped: bool, dropout: str, n_batches: int, compiled: bool = False):
+    """The model (``compiled``: the module torch.compile wraps it in), optimizer and loader of one measured row: seeded,
+    the epoch's first ``n_batches`` batches (length grouped or random), and the epoch's padded fraction."""
     set_cpu_dropout(dropout)
     seed_everything(1)
     model = task.build_model()
@@ -89,11 +95,12 @@ def setup_run(task, cfg, *, grouped: bool, dropout: str, n_batches: int):
         pad = padded_fraction(batches, ds.lengths)
     loader = iter(build_loader(task, "train", dataset=ds, batch_sampler=batches[:n_batches]))
     model.train()
-    return model, opt, loader, pad
+    return (torch.compile(model) if compiled else model), opt, loader, pad
 
 
-def bench_one(task, cfg, *, grouped: bool, dropout: str, steps: int, warmup: int) -> dict:
-    model, opt, loader, pad = setup_run(task, cfg, grouped=grouped, dropout=dropout, n_batches=warmup + steps)
+def bench_one(task, cfg, *, grouped: bool, dropout: str, steps: int, warmup: int, compiled: bool = False) -> dict:
+    model, opt, loader, pad = setup_run(task, cfg, grouped=grouped, dropout=dropout, n_batches=warmup + steps,
+                                        compiled=compiled)
     t_collate = t_fb = t_opt = 0.0
     tokens = slots = 0
     for i in range(warmup + steps):
@@ -101,8 +108,8 @@ def bench_one(task, cfg, *, grouped: bool, dropout: str, steps: int, warmup: int
         batch = next(loader)
         t1 = time.perf_counter()
         if i == warmup:  # count the FLOPs of one measured step's forward + backward (then time it unobserved)
-            with FlopCounterMode(display=False) as fc:
-                loss, _ = task.training_step(model, batch)
+            with FlopCounterMode(display=False) as fc:  # (on the eager module: the same FLOPs, counted per op)
+                loss, _ = task.training_step(getattr(model, "_orig_mod", model), batch)
                 loss.backward()
             flops_per_slot = fc.get_total_flops() / batch["attention_mask"].numel()
             opt.zero_grad(set_to_none=True)
@@ -143,7 +150,7 @@ def profile_steps(task, cfg, steps: int) -> dict:
     to the many small ops, so the other ops' shares are of the profiled time, and the matmul share is taken against
     the unprofiled step (see main)."""
     # the same batches as the timed steps (the epoch's first ones), so FLOPs and times refer to the same work
-    grouped, dropout, _ = VARIANTS[PROFILED]
+    grouped, dropout, _, _ = VARIANTS[PROFILED]
     model, opt, loader, _ = setup_run(task, cfg, grouped=grouped, dropout=dropout, n_batches=2 + steps)
 
     def step() -> None:
@@ -166,7 +173,7 @@ def profile_steps(task, cfg, steps: int) -> dict:
 def child(args) -> None:
     """One row, in this (fresh) process: print its measurements as a JSON line."""
     mixer, variant = args.child.split(":")
-    grouped, dropout, keep = VARIANTS[variant]
+    grouped, dropout, keep, compiled = VARIANTS[variant]
     torch.set_num_threads(args.threads)
     if keep and not keep_cpu_memory():
         raise SystemExit("keep_cpu_memory() did not apply here (not glibc, or FASTFORMER_SYSTEM_MALLOC=1)")
@@ -174,7 +181,8 @@ def child(args) -> None:
     task = build_task(cfg)
     task.setup()
     before = gemm_gflops()
-    r = bench_one(task, cfg, grouped=grouped, dropout=dropout, steps=args.steps, warmup=args.warmup)
+    r = bench_one(task, cfg, grouped=grouped, dropout=dropout, steps=args.steps, warmup=args.warmup,
+                  compiled=compiled)
     if args.profile and variant == PROFILED:
         r["profile"] = profile_steps(task, cfg, args.steps)
     gemm = (before + gemm_gflops()) / 2  # the reference rate right before and after this row, in its own process
@@ -186,7 +194,7 @@ def main() -> None:
     ap.add_argument("--dataset", default="imdb")
     ap.add_argument("--preset", default="cpu")
     ap.add_argument("--mixers", default="fastformer,transformer")
-    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of {list(VARIANTS)}")
+    ap.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"comma list of {list(VARIANTS)}")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
@@ -201,6 +209,8 @@ def main() -> None:
     if args.child:
         return child(args)
     torch.set_num_threads(args.threads)
+    if any(VARIANTS[v][3] for v in args.variants.split(",")):  # a compiled row: every row times the same batches
+        args.warmup = max(args.warmup, COMPILE_WARMUP)
     rows = []
     passed = [f"--dataset={args.dataset}", f"--preset={args.preset}", f"--steps={args.steps}",
               f"--warmup={args.warmup}", f"--threads={args.threads}", *(f"--override={o}" for o in args.override),

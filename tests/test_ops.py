@@ -56,3 +56,20 @@ def test_module_switch_and_eval_mode():
     assert torch.equal(d(x), x)
     with pytest.raises(ValueError, match="cpu_dropout"):
         set_cpu_dropout("bernoulli")
+
+
+def test_compiles_without_graph_break():
+    """Under torch.compile the fast path (an in-place random_ that dynamo cannot trace) gives way to nn.Dropout, so a
+    whole model compiles as one graph (scripts/bench_train_step.py's compile row); the Fastformer mixer's impl=auto
+    dispatch traces too. fullgraph=True raises on any graph break; the eager backend traces without generating code."""
+    from fastformer.mixers.fastformer import Fastformer
+
+    set_cpu_dropout("fast")
+    d = Dropout(0.2)
+    y = torch.compile(d, fullgraph=True, backend="eager")(torch.ones(4000))
+    assert 0.1 < (y == 0).float().mean().item() < 0.3
+    m = Fastformer(d_model=32, n_heads=4, impl="auto")
+    x, mask = torch.randn(2, 7, 32), torch.ones(2, 7, dtype=torch.bool)
+    compiled = torch.compile(m, fullgraph=True, backend="eager")
+    assert torch.allclose(compiled(x, mask), m(x, mask), atol=1e-6)
+    assert compiled(x, mask).shape == x.shape and m.impl_report()["ran"] == ["eager"]
