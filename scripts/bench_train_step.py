@@ -8,13 +8,14 @@ the step's time goes, and its achieved FLOP rate as a ratio to a large GEMM meas
 For each mixer and each variant (``before``: random batches and torch's dropout, as runs were trained until now;
 ``grouped``: ``task.group_by_length=true``; ``grouped+fast_dropout``: also ``trainer.cpu_dropout=fast``;
 ``grouped+fast_dropout+heap``: also glibc keeps freed memory, as the Trainer now sets for every run --
-fastformer/utils.py ``keep_cpu_memory``) it builds the task, in a fresh process per row, exactly as
-``scripts/train.py`` does (Hydra composition of ``experiment=<dataset>/<mixer>``), runs ``--warmup`` untimed steps
-and then ``--steps`` timed steps of the same training loop (forward, backward, optimizer step), and reports: real
-(non-padding) training tokens/s, the padded fraction of the batches, milliseconds per step in collate /
-forward+backward / optimizer, the FLOPs of the step as executed (torch's FlopCounterMode: matmuls and attention;
-padding included) per second, and that rate over the GEMM rate (a 2048 x 2048 fp32 matmul timed in the
-row's process right before and after it).
+fastformer/utils.py ``keep_cpu_memory``; on request ``...+compile``: torch.compile of the whole model, and
+``...+no_ffn_dropout``: the released code's FFN, without dropout on its hidden activation) it builds the task, in a
+fresh process per row, exactly as ``scripts/train.py`` does (Hydra composition of ``experiment=<dataset>/<mixer>``),
+runs ``--warmup`` untimed steps and then ``--steps`` timed steps of the same training loop (forward, backward,
+optimizer step), and reports: real (non-padding) training tokens/s, the padded fraction of the batches, milliseconds
+per step in collate / forward+backward / optimizer, the FLOPs of the step as executed (torch's FlopCounterMode:
+matmuls and attention; padding included) per second, and that rate over the GEMM rate (a 2048 x 2048 fp32 matmul timed
+in the row's process right before and after it).
 ``--profile``: the rows of the current training setting (``grouped+fast_dropout+heap``) are also profiled
 (torch.profiler over ``--steps`` more steps) for a second table: the share of the step spent in matmuls and fused
 attention, the rate they run at against the same GEMM (the step's % of GEMM is the product of the two), the share a
@@ -31,6 +32,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
@@ -65,14 +67,26 @@ def compose_cfg(dataset: str, mixer: str, preset: str, overrides: list[str]):
                                            *overrides])
 
 
-# what each row changes: (length-grouped batches, CPU dropout implementation, glibc keeps freed memory:
-# fastformer/utils.py keep_cpu_memory, torch.compile of the whole model). Every row runs in its own fresh process.
-VARIANTS = {"before": (False, "torch", False, False), "grouped": (True, "torch", False, False),
-            "grouped+fast_dropout": (True, "fast", False, False),
-            "grouped+fast_dropout+heap": (True, "fast", True, False),
+class Variant(NamedTuple):
+    """What a row changes: length-grouped batches, the CPU dropout implementation, glibc keeps freed memory
+    (fastformer/utils.py keep_cpu_memory), torch.compile of the whole model, extra Hydra overrides."""
+    grouped: bool
+    dropout: str
+    keep_memory: bool
+    compiled: bool = False
+    overrides: tuple[str, ...] = ()
+
+
+# Every row runs in its own fresh process.
+VARIANTS = {"before": Variant(False, "torch", False), "grouped": Variant(True, "torch", False),
+            "grouped+fast_dropout": Variant(True, "fast", False),
+            "grouped+fast_dropout+heap": Variant(True, "fast", True),
             # not in the default rows: torch.compile (inductor) of the whole classifier, default dynamic shapes (the
             # grouped batches' lengths vary); the dropout is torch's inside the compiled graph (fastformer/ops.py)
-            "grouped+fast_dropout+heap+compile": (True, "fast", True, True)}
+            "grouped+fast_dropout+heap+compile": Variant(True, "fast", True, compiled=True),
+            # not in the default rows: the released code's FFN, without dropout on its hidden activation
+            "grouped+fast_dropout+heap+no_ffn_dropout": Variant(True, "fast", True,
+                                                                overrides=("model.encoder.ffn_dropout=false",))}
 DEFAULT_VARIANTS = "before,grouped,grouped+fast_dropout,grouped+fast_dropout+heap"
 COMPILE_WARMUP = 8  # warm-up steps of a compiled row at least: they include compiling and the dynamic-shape recompile
 
@@ -150,7 +164,7 @@ def profile_steps(task, cfg, steps: int) -> dict:
     to the many small ops, so the other ops' shares are of the profiled time, and the matmul share is taken against
     the unprofiled step (see main)."""
     # the same batches as the timed steps (the epoch's first ones), so FLOPs and times refer to the same work
-    grouped, dropout, _, _ = VARIANTS[PROFILED]
+    grouped, dropout = VARIANTS[PROFILED].grouped, VARIANTS[PROFILED].dropout
     model, opt, loader, _ = setup_run(task, cfg, grouped=grouped, dropout=dropout, n_batches=2 + steps)
 
     def step() -> None:
@@ -173,16 +187,16 @@ def profile_steps(task, cfg, steps: int) -> dict:
 def child(args) -> None:
     """One row, in this (fresh) process: print its measurements as a JSON line."""
     mixer, variant = args.child.split(":")
-    grouped, dropout, keep, compiled = VARIANTS[variant]
+    v = VARIANTS[variant]
     torch.set_num_threads(args.threads)
-    if keep and not keep_cpu_memory():
+    if v.keep_memory and not keep_cpu_memory():
         raise SystemExit("keep_cpu_memory() did not apply here (not glibc, or FASTFORMER_SYSTEM_MALLOC=1)")
-    cfg = compose_cfg(args.dataset, mixer, args.preset, args.override)
+    cfg = compose_cfg(args.dataset, mixer, args.preset, [*v.overrides, *args.override])
     task = build_task(cfg)
     task.setup()
     before = gemm_gflops()
-    r = bench_one(task, cfg, grouped=grouped, dropout=dropout, steps=args.steps, warmup=args.warmup,
-                  compiled=compiled)
+    r = bench_one(task, cfg, grouped=v.grouped, dropout=v.dropout, steps=args.steps, warmup=args.warmup,
+                  compiled=v.compiled)
     if args.profile and variant == PROFILED:
         r["profile"] = profile_steps(task, cfg, args.steps)
     gemm = (before + gemm_gflops()) / 2  # the reference rate right before and after this row, in its own process
@@ -209,7 +223,7 @@ def main() -> None:
     if args.child:
         return child(args)
     torch.set_num_threads(args.threads)
-    if any(VARIANTS[v][3] for v in args.variants.split(",")):  # a compiled row: every row times the same batches
+    if any(VARIANTS[v].compiled for v in args.variants.split(",")):  # a compiled row: every row times the same batches
         args.warmup = max(args.warmup, COMPILE_WARMUP)
     rows = []
     passed = [f"--dataset={args.dataset}", f"--preset={args.preset}", f"--steps={args.steps}",
@@ -239,6 +253,7 @@ def main() -> None:
     cfg = compose_cfg(args.dataset, args.mixers.split(",")[0], args.preset, args.override)
     gemms = [r["gemm"] for rs in runs.values() for r in rs]
     m = cfg.model
+    first = args.variants.split(",")[0]  # speed-up: each row over its mixer's first listed row
     lines = [f"# Training step on CPU: {args.dataset}, preset `{args.preset}`", "",
              "Generated by `scripts/bench_train_step.py` "
              f"(`{' '.join(sys.argv[1:]) or 'defaults'}`); never edited by hand.", "",
@@ -253,10 +268,11 @@ def main() -> None:
              "shared machine's speed drifts, so each row is compared with its own). GFLOP/s = FLOPs of the step as "
              "executed (FlopCounterMode: matmul/attention FLOPs of forward + backward, padding included) / step "
              "time; 'fwd+bwd' leaves out collate and the optimizer.", "",
-             "| mixer | step | tokens/s (real) | range | speed-up | padded | ms collate | ms fwd+bwd | ms optimizer | "
+             f"| mixer | step | tokens/s (real) | range | speed-up vs {first} | padded | ms collate | ms fwd+bwd | "
+             "ms optimizer | "
              "GFLOP/s | GEMM GFLOP/s | % of GEMM | % of GEMM (fwd+bwd) | params (embedding) |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    base = {mx: r["tokens_per_s"] for mx, b, r in rows if b == "before"}
+    base = {mx: r["tokens_per_s"] for mx, b, r in rows if b == first}
     for mixer, batching, r in rows:
         sp = f"{r['tokens_per_s'] / base[mixer]:.2f}x" if mixer in base else "—"
         lo, hi = r["range"]

@@ -66,6 +66,22 @@ def test_every_mixer_roundtrips_through_the_auto_classes(tmp_path, mixer, kw):
                                model.fastformer(ids, attention_mask=mask).last_hidden_state, rtol=0, atol=0)
 
 
+def test_ffn_dropout_switch_keeps_parameter_names_and_roundtrips(tmp_path):
+    """``ffn_dropout=False`` (the released code's FFN: no dropout on the hidden activation) drops only that Dropout:
+    the same parameter names, a checkpoint of either loads into the other, and the switch survives save/load."""
+    from fastformer.models.encoder import FeedForward
+    from fastformer.ops import Dropout
+
+    on, off = (FastformerForSequenceClassification(config(ffn_dropout=v)) for v in (True, False))
+    ffns = [m for m in off.modules() if isinstance(m, FeedForward)]
+    assert ffns and not any(isinstance(m, Dropout) for f in ffns for m in f.modules())
+    assert any(isinstance(m, Dropout) for f in on.modules() if isinstance(f, FeedForward) for m in f.modules())
+    off.load_state_dict(on.state_dict())  # strict: identical names
+    off.save_pretrained(tmp_path)
+    assert AutoConfig.from_pretrained(tmp_path).ffn_dropout is False
+    assert off.config.encoder_kwargs()["ffn_dropout"] is False
+
+
 def test_shared_mixer_is_saved_once_and_reloads_shared(tmp_path):
     from safetensors import safe_open
 

@@ -14,7 +14,7 @@ from transformers import PretrainedConfig
 
 #: encoder switches of ``fastformer.models.encoder.Encoder`` stored under their own names
 ENCODER_SWITCHES = ("use_ffn", "residual", "norm", "norm_position", "pos_emb", "input_norm", "final_norm",
-                    "share_layers", "token_shift")
+                    "share_layers", "token_shift", "ffn_dropout")
 
 
 class FastformerConfig(PretrainedConfig):
@@ -26,7 +26,7 @@ class FastformerConfig(PretrainedConfig):
                  mixer_kwargs: dict[str, Any] | None = None, use_ffn: bool = True, residual: bool = True,
                  norm: str = "layer", norm_position: str = "post", pos_emb: str = "learned", input_norm: bool = True,
                  final_norm: bool = False, share_layers: bool = False, token_shift: bool = False,
-                 classifier_dropout: float = 0.0, pad_token_id: int = 0, **kwargs):
+                 ffn_dropout: bool = True, classifier_dropout: float = 0.0, pad_token_id: int = 0, **kwargs):
         from fastformer.mixers import MIXERS, mixer_kwargs as valid_kwargs
 
         if mixer not in MIXERS:
@@ -43,7 +43,7 @@ class FastformerConfig(PretrainedConfig):
         self.mixer, self.mixer_kwargs = mixer, mixer_kwargs
         self.use_ffn, self.residual, self.norm, self.norm_position = use_ffn, residual, norm, norm_position
         self.pos_emb, self.input_norm, self.final_norm = pos_emb, input_norm, final_norm
-        self.share_layers, self.token_shift = share_layers, token_shift
+        self.share_layers, self.token_shift, self.ffn_dropout = share_layers, token_shift, ffn_dropout
         self.classifier_dropout = classifier_dropout
         super().__init__(pad_token_id=pad_token_id, **kwargs)
 
