@@ -7,7 +7,9 @@ both rows get right or both get wrong moves neither. :func:`paired_bootstrap_del
 two-level bootstrap): each replicate draws the test items with replacement (the same draw for both rows) and, within
 each row, its seeds with replacement, and takes the difference of the rows' mean accuracies. The 2.5 / 97.5
 percentiles of the replicates give the 95% interval. With one seed in a row its seed spread is unknown, and the
-interval covers the test items only (the table says n).
+interval covers the test items only (the table says n). Resampling both levels counts the item-level chance twice
+(through the items and through the seeds), so the interval is conservative when seeds differ by little more than that
+chance, as the cpu Table 4's runs do: :func:`simulate_coverage` measures it (results/bootstrap_coverage.md).
 
 The per-item correctness comes from metrics.json's ``test_items`` (fastformer/tasks/classification.py), in dataset
 order, so the items line up across runs of the same split.
