@@ -67,6 +67,22 @@ def test_resume_refuses_a_different_config(compose_cfg, fixture_root, tmp_path):
         run(compose_cfg, fixture_root, tmp_path, over + ["optimizer.lr=0.5"], name="d")
 
 
+def test_options_added_later_keep_the_hash_at_their_old_value(compose_cfg):
+    """model.encoder.ffn_dropout arrived after runs were committed: at the value those runs had (True) it leaves the
+    config hash as it was, so their checkpoints still resume; set otherwise it is a different run."""
+    from omegaconf import OmegaConf
+
+    from fastformer.train.trainer import config_hash
+
+    cfg = compose_cfg(["experiment=imdb/fastformer"])
+    assert cfg.model.encoder.ffn_dropout is True
+    before = OmegaConf.create(OmegaConf.to_container(cfg))
+    del before.model.encoder["ffn_dropout"]  # the config as composed before the option existed
+    assert config_hash(cfg) == config_hash(before)
+    off = compose_cfg(["experiment=imdb/fastformer", "model.encoder.ffn_dropout=false"])
+    assert config_hash(off) != config_hash(cfg)
+
+
 def test_nan_loss_stops_with_message_and_failure_is_recorded(compose_cfg, fixture_root, tmp_path):
     with pytest.raises(FloatingPointError, match="lower optimizer.lr"):
         run(compose_cfg, fixture_root, tmp_path, ["experiment=amazon/fastformer", "optimizer.lr=1e30",

@@ -45,6 +45,11 @@ from fastformer.utils import (
 log = logging.getLogger(__name__)
 
 
+#: model options added after runs were committed, with the value every earlier run had: left out of the hash at that
+#: value (as the data options of fastformer/data/schema.py NEUTRAL_DEFAULTS are), so those runs still resume
+MODEL_NEUTRAL_DEFAULTS = {("encoder", "ffn_dropout"): True}
+
+
 def config_hash(cfg: DictConfig) -> str:
     """Hash of the resolved config minus bookkeeping keys: a run dir only resumes a run of the same config."""
     c = OmegaConf.to_container(cfg, resolve=True)
@@ -55,6 +60,10 @@ def config_hash(cfg: DictConfig) -> str:
     c.get("data", {}).pop("cache_dir", None)  # where caches live does not change the run
     if isinstance(c.get("data"), dict):  # download URLs; options added later, at their defaults (same hash as before)
         c["data"] = drop_defaults(c["data"])
+    for (node, key), default in MODEL_NEUTRAL_DEFAULTS.items():
+        sub = (c.get("model") or {}).get(node)
+        if isinstance(sub, dict) and key in sub and sub[key] == default:
+            sub.pop(key)
     return hashlib.sha1(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
