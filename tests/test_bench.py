@@ -221,3 +221,23 @@ def test_gpu_recipe_tiny(tmp_path):
     assert all(math.isnan(r.cpu_seconds) for r in out["rows"])
     md = (tmp_path / "efficiency.md").read_text()
     assert "bf16 autocast" in md and "CUDA events" in md and "max_memory_allocated" in md
+
+
+@pytest.mark.parametrize("mixer", ["fastformer", "transformer"])
+def test_train_step_bench_rows_compose_and_validate(mixer):
+    """scripts/bench_train_step.py: every row's overrides (the FFN-dropout switch, the paper's width) compose with the
+    cpu preset and pass the config schema, and a row's record carries what the child process needs."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import bench_train_step as b
+    from fastformer.config_schema import validate_config
+
+    for name, v in b.VARIANTS.items():
+        GlobalHydra.instance().clear()
+        cfg = b.compose_cfg("imdb", mixer, "cpu", list(v.overrides))
+        validate_config(cfg)
+        assert v.dropout in ("torch", "fast") and isinstance(v.grouped, bool), name
+        if "d_model256" in name:
+            assert cfg.model.d_model == 256 and cfg.model.d_model // cfg.model.n_heads == 16
+        if "no_ffn_dropout" in name:
+            assert cfg.model.encoder.ffn_dropout is False
+    assert set(b.DEFAULT_VARIANTS.split(",")) <= set(b.VARIANTS) and b.PROFILED in b.VARIANTS
