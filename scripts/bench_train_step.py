@@ -90,7 +90,11 @@ VARIANTS = {"before": Variant(False, "torch", False), "grouped": Variant(True, "
             # not in the default rows: the paper's width (d_model 256, 16 heads of 16; the FFN stays 256 wide, as in
             # the released config), the rest of the preset unchanged
             "grouped+fast_dropout+heap+d_model256": Variant(True, "fast", True,
-                                                            overrides=("model.d_model=256", "model.n_heads=16"))}
+                                                            overrides=("model.d_model=256", "model.n_heads=16")),
+            # ... and with the released code's FFN: the paper preset's model (configs/preset_task/paper_classification)
+            "grouped+fast_dropout+heap+d_model256+no_ffn_dropout": Variant(
+                True, "fast", True,
+                overrides=("model.d_model=256", "model.n_heads=16", "model.encoder.ffn_dropout=false"))}
 DEFAULT_VARIANTS = "before,grouped,grouped+fast_dropout,grouped+fast_dropout+heap"
 COMPILE_WARMUP = 8  # warm-up steps of a compiled row at least: they include compiling and the dynamic-shape recompile
 
@@ -253,6 +257,8 @@ def main() -> None:
         rs.sort(key=lambda r: r["tokens_per_s"])
         r = dict(rs[len(rs) // 2])
         r["range"] = (rs[0]["tokens_per_s"], rs[-1]["tokens_per_s"])
+        pct = sorted(x["gflops"] / x["gemm"] for x in rs)  # each repeat against its own GEMM
+        r["pct_range"] = (pct[0], pct[-1])
         rows.append((mixer, batching, r))
     cfg = compose_cfg(args.dataset, args.mixers.split(",")[0], args.preset, args.override)
     gemms = [r["gemm"] for rs in runs.values() for r in rs]
@@ -266,7 +272,7 @@ def main() -> None:
              f"max_len {cfg.data.max_len}, vocab {rows[0][2]['vocab']}, batch {cfg.task.batch_size}; {args.warmup} "
              f"warm-up + {args.steps} timed steps of the epoch's first batches (same seed for every row); every row "
              f"measured {args.repeats}x in fresh processes, the rows interleaved: the median run is shown, with the "
-             "range of tokens/s over the repeats.", "",
+             "range of tokens/s and of % of GEMM over the repeats.", "",
              "GEMM = the rate of a 2048² fp32 matmul in the row's own process, the mean of one measurement right "
              f"before and one right after the row ({min(gemms):.0f}-{max(gemms):.0f} GFLOP/s over the rows: this "
              "shared machine's speed drifts, so each row is compared with its own). GFLOP/s = FLOPs of the step as "
@@ -274,8 +280,8 @@ def main() -> None:
              "time; 'fwd+bwd' leaves out collate and the optimizer.", "",
              f"| mixer | step | tokens/s (real) | range | speed-up vs {first} | padded | ms collate | ms fwd+bwd | "
              "ms optimizer | "
-             "GFLOP/s | GEMM GFLOP/s | % of GEMM | % of GEMM (fwd+bwd) | params (embedding) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "GFLOP/s | GEMM GFLOP/s | % of GEMM | range | % of GEMM (fwd+bwd) | params (embedding) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     base = {mx: r["tokens_per_s"] for mx, b, r in rows if b == first}
     for mixer, batching, r in rows:
         sp = f"{r['tokens_per_s'] / base[mixer]:.2f}x" if mixer in base else "—"
@@ -283,7 +289,8 @@ def main() -> None:
         lines.append(f"| {mixer} | {batching} | {r['tokens_per_s']:.0f} | {lo:.0f}-{hi:.0f} | {sp} | "
                      f"{r['pad_measured']:.1%} | "
                      f"{r['ms_collate']:.0f} | {r['ms_fwd_bwd']:.0f} | {r['ms_opt']:.0f} | {r['gflops']:.1f} | "
-                     f"{r['gemm']:.0f} | {r['gflops'] / r['gemm']:.0%} | {r['gflops_fb'] / r['gemm']:.0%} | "
+                     f"{r['gemm']:.0f} | {r['gflops'] / r['gemm']:.0%} | "
+                     f"{r['pct_range'][0]:.0%}-{r['pct_range'][1]:.0%} | {r['gflops_fb'] / r['gemm']:.0%} | "
                      f"{r['params'] / 1e6:.2f}M ({r['embed_params'] / 1e6:.2f}M) |")
     profiled = [(mixer, r) for mixer, b, r in rows if "profile" in r]
     if profiled:
@@ -309,8 +316,12 @@ def main() -> None:
                          f"{mm_rate / r['gemm']:.0%} | {min(1.0, 0.5 * r['gemm'] / mm_rate):.0%} | {top} |")
     text = "\n".join(lines) + "\n"
     print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+    if args.out:  # the table, and beside it every repeat's measurements (the table can be checked against them)
+        out = Path(args.out)
+        out.write_text(text)
+        record = {"command": sys.argv[1:],
+                  "runs": [{"mixer": mx, "step": b, "repeats": rs} for (mx, b), rs in runs.items()]}
+        out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":
