@@ -67,6 +67,7 @@ def test_stop_at_ends_training_and_the_causal_section(tmp_path):
     assert "## Causal MQAR on Zoology's settings" in md and "| (64, 4) | transformer |" in md
     assert "up to 3 epochs (Zoology: 64)" in md and "batch 64 (Zoology: 512 at L 64-128" in md
     assert "The control fails at (L, pairs) = (64, 4)" in md  # 1 epoch of 128 sequences: far from 99%
+    assert "| (64, 4) | transformer | " in md.split("at every learning rate run")[1]  # the per-lr table
     assert (tmp_path / "out" / "probes_causal.csv").exists()
 
 

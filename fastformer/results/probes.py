@@ -383,7 +383,23 @@ def _causal_section(runs: list[Run]) -> tuple[list[str], list[list]]:
                              f"{val[kb].mean:.1f}% < {CAUSAL_TARGET:.0f}% validation accuracy, so this point decides "
                              "nothing about the other rows yet.")
     lines += [md_table(header, table), ""] + notes + ([""] if notes else [])
+    lines += _causal_lr_table(runs, val)
     return lines, csv_rows
+
+
+def _causal_lr_table(runs: list[Run], val: dict) -> list[str]:
+    """Every learning rate run, per point and row: validation accuracy (%) mean over its seeds (n) -- whether a row
+    that fails does so at every lr of Zoology's grid, or only at the ones tried so far."""
+    lrs = sorted({causal_lr(r) for r in runs})
+    rows = []
+    for pt in sorted({causal_point(r) for r in runs}):
+        for row in CAUSAL_ROWS + sorted({r.get("row") for r in runs} - set(CAUSAL_ROWS)):
+            cells = [val.get((*pt, row, lr)) for lr in lrs]
+            if any(c is not None for c in cells):
+                rows.append([f"({pt[0]}, {pt[1]})", row] + [f"{c.mean:.1f} (n={c.n})" if c is not None and c.values
+                                                            else MISSING for c in cells])
+    return ["Validation accuracy (%) at every learning rate run (mean over seeds, n = seeds; '—' = not run yet):",
+            "", md_table(["(L, pairs)", "Mixer"] + [f"lr {lr:g}" for lr in lrs], rows), ""]
 
 
 def _interaction_section(runs: list[Run], out_dir: Path) -> list[str]:
