@@ -51,6 +51,8 @@ MAJORITY_KEYS = ("test.majority_acc", "baselines.majority_acc")  # most frequent
 DEGENERATE_TOL = 0.5  # points: the tolerance when n = 1 (and the least one when the seed std is smaller)
 MARK = "†"
 FIGURE_VARIANTS = {k for rows in FIGURES.values() for k, _ in rows if k != "full"}
+#: every variant judged against the full model (both figures, then the redundancy rows) -> its display name
+VARIANT_NAMES = {k: n for rows in FIGURES.values() for k, n in rows if k != "full"} | dict(REDUNDANCY[1:])
 DEGENERATE_LABEL = "at majority class (degenerate: the model predicts one class)"
 
 
@@ -116,12 +118,11 @@ def _differences(items: dict, deltas: dict[tuple[str, str], Delta]) -> list[str]
     as Table 4 does (stats.verdict_line, stats.family_line)."""
     if not deltas:
         return []
-    names = {k: n for rows in FIGURES.values() for k, n in rows if k != "full"} | dict(REDUNDANCY[1:])
     shown = [ds for ds in DATASETS if any(d == ds for d, _ in deltas)]  # datasets with some difference: verdicts
     cols = [ds for ds in shown if any((ds, k) in deltas for k in FIGURE_VARIANTS)] or shown  # ... a figure's: table
     header = ["Variant"] + [f"{DATASETS[ds]} {m}" for ds in cols for m in ("Δ Acc [95% CI]", "n", "Δ paper")]
     table = []
-    for k, name in names.items():
+    for k, name in VARIANT_NAMES.items():
         if k not in FIGURE_VARIANTS:  # the redundancy rows' intervals are in their own table above
             continue
         cells = [name]
@@ -139,10 +140,10 @@ def _differences(items: dict, deltas: dict[tuple[str, str], Delta]) -> list[str]
              md_table(header, table), ""]
     for ds in shown:
         mine = {k: d for (e, k), d in deltas.items() if e == ds}
-        lines.append("- " + verdict_line(DATASETS[ds], {names[k]: d for k, d in mine.items()},
-                                         {names[k]: _paper_delta(k, ds) for k in mine}, ref="the full model"))
+        lines.append("- " + verdict_line(DATASETS[ds], {VARIANT_NAMES[k]: d for k, d in mine.items()},
+                                         {VARIANT_NAMES[k]: _paper_delta(k, ds) for k in mine}, ref="the full model"))
     judged = [c for c, d in deltas.items() if is_judged(d)]
-    label = {(ds, k): f"{names[k]} on {DATASETS[ds]}" for ds, k in judged}
+    label = {(ds, k): f"{VARIANT_NAMES[k]} on {DATASETS[ds]}" for ds, k in judged}
     lines.append(family_line(items, {label[c]: (c, (c[0], "full")) for c in judged},
                              {label[c]: _paper_delta(c[1], c[0]) for c in judged}, "All datasets together"))
     return lines + [""]
@@ -237,8 +238,7 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
         if any(MARK in c for row in table for c in row[1:]):
             lines += [_footnote(refs), ""]
     items = items_by_row(runs, _key)
-    variants = [k for rows in FIGURES.values() for k, _ in rows if k != "full"] + [k for k, _ in REDUNDANCY[1:]]
-    deltas = {(ds, k): d for ds in DATASETS for k in variants  # variant - full model, 95% paired-bootstrap interval
+    deltas = {(ds, k): d for ds in DATASETS for k in VARIANT_NAMES  # variant - full model, 95% paired bootstrap
               if (d := row_delta(items, (ds, k), (ds, "full"))) is not None}
     lines += ["## Redundancy ablations (review's \"redundant modules\")", "",
               "Δ = variant − full Fastformer, per seed then averaged (same seeds, same data)" +

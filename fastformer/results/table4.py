@@ -59,10 +59,10 @@ def _verdict(ds_name: str, deltas: dict[str, Delta], ds: str) -> str:
                         {NAMES[r]: _paper_delta(r, ds) for r in deltas}, ref="the Transformer")
 
 
-def _family_verdict(items: dict) -> str:
-    """One line over all datasets together: every judged difference re-tested with a Bonferroni-corrected interval
-    (stats.family_line)."""
-    judged = [(ds, row) for ds in DATASETS for row, d in _deltas(items, ds).items() if is_judged(d)]
+def _family_verdict(items: dict, deltas: dict[str, dict[str, Delta]]) -> str:
+    """One line over all datasets together (``deltas``: dataset -> its rows' 95% differences, as the per-dataset lines
+    use them): every judged difference re-tested with a Bonferroni-corrected interval (stats.family_line)."""
+    judged = [(ds, row) for ds, rows in deltas.items() for row, d in rows.items() if is_judged(d)]
     name = {(ds, row): f"{NAMES[row]} on {DATASETS[ds]}" for ds, row in judged}
     return family_line(items, {name[c]: (c, (c[0], REFERENCE)) for c in judged},
                        {name[c]: _paper_delta(c[1], c[0]) for c in judged}, "All datasets together")
@@ -99,7 +99,7 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
                   f"judged only once both rows have >= {MIN_SEEDS} seeds (with fewer the interval cannot see the seed "
                   "spread). The paper's own difference (paper Δ) is given for comparison.", ""]
     lines += [provenance(runs), ""]
-    verdicts = []
+    verdicts, ds_deltas = [], {}
     csv_rows = []
     for ds, ds_name in DATASETS.items():
         ds_runs = [r for r in runs if _row_key(r)[0] == ds and r.status == "ok"]
@@ -112,7 +112,7 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
                   "reference rows (same split, no neural network) show how much a bag of words recovers.", ""]
         header = ["Model", "Acc (ours)", "Acc (paper)", "Δ Acc", "Macro-F (ours)", "Macro-F (paper)", "Δ Macro-F",
                   "n", "params", "train tok/s"]
-        deltas = _deltas(items, ds) if with_ci else {}
+        deltas = ds_deltas[ds] = _deltas(items, ds) if with_ci else {}
         if with_ci:
             header[4:4] = ["Δ vs Transformer [95% CI]", "paper Δ"]
         rows = []
@@ -151,7 +151,7 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
             verdicts.append(_verdict(ds_name, deltas, ds))
             lines += [verdicts[-1], ""]
     if verdicts:
-        lines += ["## What is resolved", "", *[f"- {v}" for v in verdicts], _family_verdict(items), ""]
+        lines += ["## What is resolved", "", *[f"- {v}" for v in verdicts], _family_verdict(items, ds_deltas), ""]
     out = Path(out_dir) / table_stem("table4_classification", preset)
     write_outputs(out, "\n".join(lines), ["dataset", "model", "acc_mean", "acc_std", "acc_paper", "macro_f1_mean",
                                           "macro_f1_std", "macro_f1_paper", "n_seeds", "n_failed", "data_used",
