@@ -103,10 +103,11 @@ def test_best_causal_lr_is_zoologys_rule(tmp_path):
 
 
 def test_the_best_lr_wave_runs_each_row_at_the_lr_its_seed_1_chose(tmp_path):
-    """configs/reproduce/reproduce.yaml's probes_causal waves: wave 1 sweeps every row over the lr grid at seed 1;
-    wave 2 (``lr: best``) is one command per row with seeds 2-3 at that row's chosen lr, and a row with no finished run
-    waits; wave 2 is made only once wave 1 has run. The command-line lr replaces the sweep file's grid: each command is
-    2 jobs (two seeds) at one lr."""
+    """configs/reproduce/reproduce.yaml's probes_causal waves: the decisive rows (softmax, both Fastformer forms) sweep
+    the lr grid at seed 1, then (``lr: best``) one command per row runs seeds 2-3 at that row's chosen lr, a row with no
+    finished run waiting; then the same two waves for linear attention and the pooling control. A best-lr wave is made
+    only once the wave before it has run. The command-line lr replaces the sweep file's grid: each command is 2 jobs
+    (two seeds) at one lr."""
     import importlib.util
 
     from hydra import compose, initialize_config_dir
@@ -126,9 +127,13 @@ def test_the_best_lr_wave_runs_each_row_at_the_lr_its_seed_1_chose(tmp_path):
     _causal_run(tmp_path, "transformer", 2.2e-3, 1, 99.6)
     _causal_run(tmp_path, "fastformer", 1e-4, 1, 26.0)
     _causal_run(tmp_path, "fastformer", 1e-2, 1, 24.0)
-    best = [cmd[3:] for cmd in commands]
+    rest = [cmd[3:] for cmd in commands]
+    best = [c for c in rest if any(a.startswith("optimizer.lr=") for a in c)]
     assert "seed=1" in first and not any(a.startswith("optimizer.lr=") for a in first)
-    assert any(a.startswith("experiment=") and a.count(",") == 4 for a in first)
+    assert "experiment=probe_causal/transformer,probe_causal/fastformer,probe_causal/fastformer_official" in first
+    others = rest[len(best)]  # the other rows' lr grid at seed 1 follows the decisive rows' seeds 2-3
+    assert "seed=1" in others and "experiment=probe_causal/linear_transformer,probe_causal/pooling_baseline" in others
+    assert len(rest) == len(best) + 1  # linear and pooling have no seed-1 runs here: their seeds 2-3 wait
     chosen = {next(a for a in c if a.startswith("experiment=")): next(a for a in c if a.startswith("optimizer.lr="))
               for c in best}
     assert chosen == {"experiment=probe_causal/transformer": "optimizer.lr=0.0022",
