@@ -41,7 +41,9 @@ def fast_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     n = x.numel()
     bits = torch.empty((n + 3) // 4, dtype=torch.int64).random_()  # [0, 2**63): 4 x 16 bits, top bit of each masked
     keep = (bits.view(torch.int16)[:n].view(x.shape) & 0x7FFF) >= thr
-    return x * keep.to(x.dtype).mul_(32768 / (32768 - thr))
+    # bool -> float runs 3-4x slower than uint8 -> float here (a (64, 340, 256) mask: 2.5 vs 0.8 ms on two threads):
+    # the same 0 / 1 values through the byte view, so the same mask and the same numbers
+    return x * keep.view(torch.uint8).to(x.dtype).mul_(32768 / (32768 - thr))
 
 
 class Dropout(nn.Dropout):

@@ -73,3 +73,17 @@ def test_compiles_without_graph_break():
     compiled = torch.compile(m, fullgraph=True, backend="eager")
     assert torch.allclose(compiled(x, mask), m(x, mask), atol=1e-6)
     assert compiled(x, mask).shape == x.shape and m.impl_report()["ran"] == ["eager"]
+
+
+def test_mask_is_the_documented_draw():
+    """The mask is exactly the module docstring's rule over torch's generator (one int64 draw per four elements, keep
+    when the low 15 bits of each 16 are >= round(p * 32768)), so a run trained before the mask's float conversion went
+    through a byte view draws the same masks: the committed runs stay reproducible."""
+    x = torch.randn(3, 257, 5)  # an element count that is not a multiple of 4
+    torch.manual_seed(7)
+    y = fast_dropout(x, 0.2)
+    torch.manual_seed(7)
+    n, thr = x.numel(), round(0.2 * 32768)
+    bits = torch.empty((n + 3) // 4, dtype=torch.int64).random_().view(torch.int16)[:n].view(x.shape)
+    keep = (bits & 0x7FFF) >= thr
+    assert torch.equal(y, x * torch.where(keep, 32768 / (32768 - thr), 0.0))
