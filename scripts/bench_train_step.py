@@ -4,6 +4,7 @@ the step's time goes, and its achieved FLOP rate as a ratio to a large GEMM meas
     python scripts/bench_train_step.py                      # IMDB (DATA_ROOT), the cpu preset's model, 2 threads
     python scripts/bench_train_step.py --preset paper --mixers fastformer --steps 10
     python scripts/bench_train_step.py --override data.max_len=512 --repeats 3 --out results/train_step_cpu.md
+    python scripts/bench_train_step.py --threads 1 --jobs 1,2    # alone, and 2 jobs x 1 thread side by side
 
 For each mixer and each variant (``before``: random batches and torch's dropout, as runs were trained until now;
 ``grouped``: ``task.group_by_length=true``; ``grouped+fast_dropout``: also ``trainer.cpu_dropout=fast``;
@@ -15,7 +16,9 @@ of ``experiment=<dataset>/<mixer>``), runs ``--warmup`` untimed steps and then `
 training loop (forward, backward, optimizer step), and reports: real (non-padding) training tokens/s, the padded
 fraction of the batches, milliseconds per step in collate / forward+backward / optimizer, the FLOPs of the step as
 executed (torch's FlopCounterMode: matmuls and attention; padding included) per second, and that rate over the GEMM
-rate (a 2048 x 2048 fp32 matmul timed in the row's process right before and after it).
+rate (a 2048 x 2048 fp32 matmul timed in the row's process right before and after it). ``--jobs 1,2``: every row is
+also run as 2 identical processes at once, as the cpu stages train (2 jobs x 1 thread), so each process's step and
+GEMM share the machine's memory bandwidth with the other, as they do in a stage.
 ``--profile``: the rows of the current training setting (``grouped+fast_dropout+heap``) are also profiled
 (torch.profiler over ``--steps`` more steps) for a second table: the share of the step spent in matmuls and fused
 attention, the rate they run at against the same GEMM (the step's % of GEMM is the product of the two), the share a
@@ -223,6 +226,9 @@ def main() -> None:
     ap.add_argument("--override", action="append", default=[], help="extra Hydra override (repeatable)")
     ap.add_argument("--repeats", type=int, default=1,
                     help="measure every row this many times, the rows interleaved (median and range reported)")
+    ap.add_argument("--jobs", default="1",
+                    help="comma list of how many identical processes run each row side by side (e.g. 1,2: alone, and "
+                         "as the cpu stage trains, 2 jobs x 1 thread); every process times its own GEMM")
     ap.add_argument("--out", default=None, help="write the markdown table here (default: print only)")
     ap.add_argument("--profile", action="store_true",
                     help=f"also profile the {PROFILED} rows: where the step's time goes (second table)")
@@ -237,62 +243,71 @@ def main() -> None:
     passed = [f"--dataset={args.dataset}", f"--preset={args.preset}", f"--steps={args.steps}",
               f"--warmup={args.warmup}", f"--threads={args.threads}", *(f"--override={o}" for o in args.override),
               *(["--profile"] if args.profile else [])]
-    runs: dict[tuple[str, str], list[dict]] = {}
+    levels = [int(j) for j in args.jobs.split(",")]
+    runs: dict[tuple[str, str, int], list[dict]] = {}
     for rep in range(args.repeats):  # interleaved (every row once, then again) so the machine's drift hits all rows
         for mixer in args.mixers.split(","):
             for batching in args.variants.split(","):
-                # every row in a fresh process, as a training run starts: the allocator's state (glibc raises its
-                # mmap threshold as large blocks are freed), caches and warm pages would otherwise carry over
-                out = subprocess.run([sys.executable, __file__, f"--child={mixer}:{batching}", *passed],
-                                     capture_output=True, text=True)
-                if out.returncode:
-                    raise SystemExit(f"{mixer} {batching} failed:\n{out.stderr[-3000:]}")
-                r = json.loads(out.stdout.strip().splitlines()[-1])
-                runs.setdefault((mixer, batching), []).append(r)
-                print(f"[{rep + 1}/{args.repeats}] {mixer:>12} {batching:>8}: {r['tokens_per_s']:8.0f} tok/s  "
-                      f"pad {r['pad_measured']:.1%}  collate/fwd+bwd/opt {r['ms_collate']:.0f}/{r['ms_fwd_bwd']:.0f}/"
-                      f"{r['ms_opt']:.0f} ms  {r['gflops']:.1f} GFLOP/s = {r['gflops'] / r['gemm']:.0%} of GEMM "
-                      f"({r['gemm']:.0f})", flush=True)
-    for (mixer, batching), rs in runs.items():  # each row: its median run (by tokens/s) and the range over repeats
+                for n in levels:
+                    # every row in fresh processes, as a training run starts: the allocator's state (glibc raises its
+                    # mmap threshold as large blocks are freed), caches and warm pages would otherwise carry over;
+                    # n > 1: n identical processes at once, sharing the cores' memory bandwidth as a stage's jobs do
+                    procs = [subprocess.Popen([sys.executable, __file__, f"--child={mixer}:{batching}", *passed],
+                                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             for _ in range(n)]
+                    for proc in procs:
+                        stdout, stderr = proc.communicate()
+                        if proc.returncode:
+                            raise SystemExit(f"{mixer} {batching} failed:\n{stderr[-3000:]}")
+                        r = json.loads(stdout.strip().splitlines()[-1])
+                        runs.setdefault((mixer, batching, n), []).append(r)
+                        print(f"[{rep + 1}/{args.repeats}] {mixer:>12} {batching:>8} x{n}: {r['tokens_per_s']:8.0f} "
+                              f"tok/s  pad {r['pad_measured']:.1%}  collate/fwd+bwd/opt {r['ms_collate']:.0f}/"
+                              f"{r['ms_fwd_bwd']:.0f}/{r['ms_opt']:.0f} ms  {r['gflops']:.1f} GFLOP/s = "
+                              f"{r['gflops'] / r['gemm']:.0%} of GEMM ({r['gemm']:.0f})", flush=True)
+    for (mixer, batching, n), rs in runs.items():  # each row: its median run (by tokens/s) and the range over repeats
         rs.sort(key=lambda r: r["tokens_per_s"])
         r = dict(rs[len(rs) // 2])
         r["range"] = (rs[0]["tokens_per_s"], rs[-1]["tokens_per_s"])
         pct = sorted(x["gflops"] / x["gemm"] for x in rs)  # each repeat against its own GEMM
         r["pct_range"] = (pct[0], pct[-1])
-        rows.append((mixer, batching, r))
+        rows.append((mixer, batching, n, r))
     cfg = compose_cfg(args.dataset, args.mixers.split(",")[0], args.preset, args.override)
     gemms = [r["gemm"] for rs in runs.values() for r in rs]
     m = cfg.model
-    first = args.variants.split(",")[0]  # speed-up: each row over its mixer's first listed row
+    first = args.variants.split(",")[0]  # speed-up: each row over its mixer's first listed row (same jobs)
     lines = [f"# Training step on CPU: {args.dataset}, preset `{args.preset}`", "",
              "Generated by `scripts/bench_train_step.py` "
              f"(`{' '.join(sys.argv[1:]) or 'defaults'}`); never edited by hand.", "",
-             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} threads; "
-             f"torch {torch.__version__}, fp32; git {git_sha()}. Model: d_model {m.d_model}, {m.n_heads} heads, "
-             f"max_len {cfg.data.max_len}, vocab {rows[0][2]['vocab']}, batch {cfg.task.batch_size}; {args.warmup} "
+             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} "
+             f"thread(s) per process; torch {torch.__version__}, fp32; git {git_sha()}. Model: d_model {m.d_model}, "
+             f"{m.n_heads} heads, "
+             f"max_len {cfg.data.max_len}, vocab {rows[0][-1]['vocab']}, batch {cfg.task.batch_size}; {args.warmup} "
              f"warm-up + {args.steps} timed steps of the epoch's first batches (same seed for every row); every row "
              f"measured {args.repeats}x in fresh processes, the rows interleaved: the median run is shown, with the "
-             "range of tokens/s and of % of GEMM over the repeats.", "",
+             "range of tokens/s and of % of GEMM over the repeats. jobs = how many identical processes ran the row at "
+             "once (2 jobs x 1 thread is how the cpu stages train): the median and ranges are over all of them, each "
+             "against the GEMM timed in its own process.", "",
              "GEMM = the rate of a 2048² fp32 matmul in the row's own process, the mean of one measurement right "
              f"before and one right after the row ({min(gemms):.0f}-{max(gemms):.0f} GFLOP/s over the rows: this "
              "shared machine's speed drifts, so each row is compared with its own). GFLOP/s = FLOPs of the step as "
              "executed (FlopCounterMode: matmul/attention FLOPs of forward + backward, padding included) / step "
              "time; 'fwd+bwd' leaves out collate and the optimizer.", "",
-             f"| mixer | step | tokens/s (real) | range | speed-up vs {first} | padded | ms collate | ms fwd+bwd | "
-             "ms optimizer | "
+             f"| mixer | step | jobs | tokens/s (real) | range | speed-up vs {first} | padded | ms collate | "
+             "ms fwd+bwd | ms optimizer | "
              "GFLOP/s | GEMM GFLOP/s | % of GEMM | range | % of GEMM (fwd+bwd) | params (embedding) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    base = {mx: r["tokens_per_s"] for mx, b, r in rows if b == first}
-    for mixer, batching, r in rows:
-        sp = f"{r['tokens_per_s'] / base[mixer]:.2f}x" if mixer in base else "—"
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    base = {(mx, n): r["tokens_per_s"] for mx, b, n, r in rows if b == first}
+    for mixer, batching, n, r in rows:
+        sp = f"{r['tokens_per_s'] / base[mixer, n]:.2f}x" if (mixer, n) in base else "—"
         lo, hi = r["range"]
-        lines.append(f"| {mixer} | {batching} | {r['tokens_per_s']:.0f} | {lo:.0f}-{hi:.0f} | {sp} | "
+        lines.append(f"| {mixer} | {batching} | {n} | {r['tokens_per_s']:.0f} | {lo:.0f}-{hi:.0f} | {sp} | "
                      f"{r['pad_measured']:.1%} | "
                      f"{r['ms_collate']:.0f} | {r['ms_fwd_bwd']:.0f} | {r['ms_opt']:.0f} | {r['gflops']:.1f} | "
                      f"{r['gemm']:.0f} | {r['gflops'] / r['gemm']:.0%} | "
                      f"{r['pct_range'][0]:.0%}-{r['pct_range'][1]:.0%} | {r['gflops_fb'] / r['gemm']:.0%} | "
                      f"{r['params'] / 1e6:.2f}M ({r['embed_params'] / 1e6:.2f}M) |")
-    profiled = [(mixer, r) for mixer, b, r in rows if "profile" in r]
+    profiled = [(mixer, r) for mixer, b, n, r in rows if "profile" in r and n == levels[0]]
     if profiled:
         lines += ["", "## Where the step's time goes (torch.profiler, the median run of each profiled row)", "",
                   f"The `{PROFILED}` rows, profiled over {args.steps} more steps of the same batches in the same "
@@ -320,7 +335,7 @@ def main() -> None:
         out = Path(args.out)
         out.write_text(text)
         record = {"command": sys.argv[1:],
-                  "runs": [{"mixer": mx, "step": b, "repeats": rs} for (mx, b), rs in runs.items()]}
+                  "runs": [{"mixer": mx, "step": b, "jobs": n, "repeats": rs} for (mx, b, n), rs in runs.items()]}
         out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
 
 
