@@ -259,6 +259,8 @@ def main() -> None:
                     for proc in procs:
                         stdout, stderr = proc.communicate()
                         if proc.returncode:
+                            for other in procs:  # no orphan left timing on a machine this run no longer measures
+                                other.kill()
                             raise SystemExit(f"{mixer} {batching} failed:\n{stderr[-3000:]}")
                         r = json.loads(stdout.strip().splitlines()[-1])
                         runs.setdefault((mixer, batching, n), []).append(r)
