@@ -245,7 +245,7 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
     write_outputs(Path(out_dir) / "probes_causal", "\n".join(["# Causal MQAR (Zoology settings)", ""]
                                                              + causal_lines[2:]),
                   ["L", "n_pairs", "mixer", "best_lr", "acc_mean", "acc_std", "n_seeds", "val_acc_mean",
-                   "reached_99", "epochs_mean", "params", "lrs_run"], causal_csv)
+                   "reached_99", "epochs_mean", "params", "lrs_run", "best_epoch_mean"], causal_csv)
     lines += _interaction_section(runs, Path(out_dir))
     lines += _imdb_interaction_section(runs_root, Path(out_dir))
     lines += _budget_section(load_runs(runs_root, task="probe"), preset)
@@ -327,7 +327,8 @@ def _recorded(runs: list[Run], key: str, default: int) -> str:
 def _causal_section(runs: list[Run]) -> tuple[list[str], list[list]]:
     """Causal MQAR (``data_info.causal``; configs/sweep/probes_causal.yaml): per (L, pairs) point and row, the best of
     the learning rates run (highest mean validation accuracy over seeds, as Zoology picks the best lr), its test
-    accuracy mean ± std over seeds, how many of its runs reached 99% validation accuracy, and the epochs they ran."""
+    accuracy mean ± std over seeds, how many of its runs reached 99% validation accuracy, the epochs they ran and their
+    best validation epoch (the last one run: still improving when the budget ended)."""
     runs = [r for r in runs if (r.get("data_info") or {}).get("causal")]
     lines = ["## Causal MQAR on Zoology's settings (`+sweep=probes_causal`)", ""]
     if not runs:
@@ -341,6 +342,7 @@ def _causal_section(runs: list[Run]) -> tuple[list[str], list[list]]:
 
     test, val = group(runs, k, "test.acc"), group(runs, k, "val.acc")
     epochs, params = group(runs, k, "epochs_run"), group(runs, k, "params")
+    best_ep = group(runs, k, "best_epoch")
     info = (runs[0].get("data_info") or {})
     lines += [f"A causal language model (every mixer `causal=True`: position i sees j <= i) on Zoology's MQAR "
               f"distribution (fastformer/data/probes.py `mqar_zoology`): vocabulary {info.get('vocab_size')}, "
@@ -350,14 +352,16 @@ def _causal_section(runs: list[Run]) -> tuple[list[str], list[list]]:
               f"epochs (Zoology: 64), stopping at "
               f"{CAUSAL_TARGET:.0f}% validation accuracy. Per row and point the best learning rate of those run "
               "(highest mean validation accuracy over seeds, Zoology's rule); test accuracy (%) of its runs, mean ± "
-              "std over seeds. `reached` = runs that hit the stop criterion; chance = 1/pairs among the in-context "
-              "values. Deviations from Zoology: constant lr, head dim 16, batch "
+              "std over seeds. `reached` = runs that hit the stop criterion; `best epoch` = the epoch of the best "
+              "validation accuracy (mean over seeds; equal to `epochs`: still improving when the runs stopped); "
+              "chance = 1/pairs among the in-context values. Deviations from Zoology: constant lr, head dim 16, batch "
               f"{_recorded(runs, 'batch_size', 64)} (Zoology: 512 at L 64-128, 256 at L 256; per sequence the cost on "
               "this CPU is the same, and more, smaller steps suit the shorter epoch budget), no dropout (Zoology's "
               "attention: 0.1), the output head only at query positions (same loss), filler never id 0 (our "
               "padding).",
               f"Zoology's published attention: {ZOOLOGY_ATTENTION}.", ""]
-    header = ["(L, pairs)", "Mixer", "test acc", "best lr", "val acc", "reached", "epochs", "lrs run", "params"]
+    header = ["(L, pairs)", "Mixer", "test acc", "best lr", "val acc", "reached", "epochs", "best epoch", "lrs run",
+              "params"]
     table, csv_rows, notes = [], [], []
     for pt in sorted({point(r) for r in runs}):
         for row in CAUSAL_ROWS + sorted({r.get("row") for r in runs} - set(CAUSAL_ROWS)):
@@ -366,18 +370,20 @@ def _causal_section(runs: list[Run]) -> tuple[list[str], list[list]]:
             if not lrs:
                 continue
             if not done:
-                table.append([f"({pt[0]}, {pt[1]})", row, "failed", MISSING, MISSING, MISSING, MISSING,
+                table.append([f"({pt[0]}, {pt[1]})", row, "failed", MISSING, MISSING, MISSING, MISSING, MISSING,
                               str(len(lrs)), MISSING])
                 continue
             best = best_causal_lr(runs, row, pt)
             kb = (*pt, row, best)
             reached = sum(v >= CAUSAL_TARGET for v in val[kb].values)
-            ep = epochs.get(kb)
+            ep, be = epochs.get(kb), best_ep.get(kb)
             table.append([f"({pt[0]}, {pt[1]})", row, test[kb].fmt(1), f"{best:g}", fmt_num(val[kb].mean, 1),
                           f"{reached}/{val[kb].n}", fmt_num(ep.mean, 1) if ep and ep.values else MISSING,
+                          fmt_num(be.mean, 1) if be and be.values else MISSING,
                           str(len(lrs)), fmt_num(params[kb].mean, 0) if kb in params else MISSING])
             csv_rows.append([pt[0], pt[1], row, best, test[kb].mean, test[kb].std, test[kb].n, val[kb].mean, reached,
-                             ep.mean if ep and ep.values else "", params[kb].mean if kb in params else "", len(lrs)])
+                             ep.mean if ep and ep.values else "", params[kb].mean if kb in params else "", len(lrs),
+                             be.mean if be and be.values else ""])
             if row == "transformer" and val[kb].mean < CAUSAL_TARGET:
                 notes.append(f"- **The control fails at (L, pairs) = {pt}**: softmax attention's best lr reaches "
                              f"{val[kb].mean:.1f}% < {CAUSAL_TARGET:.0f}% validation accuracy, so this point decides "
