@@ -102,6 +102,22 @@ def test_best_causal_lr_is_zoologys_rule(tmp_path):
     assert best_causal_lr(load_runs(tmp_path), "fastformer", (128, 4)) == 1e-2
 
 
+def test_best_causal_lr_stays_put_when_the_chosen_lr_gains_seeds(tmp_path):
+    """Seed 1 chose lr 4.6e-4 (25.0 against 24.9); seeds 2-3 there score lower, so the mean over all seeds would now
+    favour 2.2e-3, which has seed 1 only. The choice compares the seeds every lr ran, so it stays at 4.6e-4: the table
+    reports the 3 seeds the stage ran, and a resumed stage does not launch seeds 2-3 at a second lr."""
+    from fastformer.results.common import load_runs
+    from fastformer.results.probes import best_causal_lr
+
+    _causal_run(tmp_path, "fastformer", 4.6e-4, 1, 25.0)
+    _causal_run(tmp_path, "fastformer", 2.2e-3, 1, 24.9)
+    _causal_run(tmp_path, "fastformer", 1e-2, 1, 20.0)
+    assert best_causal_lr(load_runs(tmp_path), "fastformer") == 4.6e-4
+    _causal_run(tmp_path, "fastformer", 4.6e-4, 2, 21.0)
+    _causal_run(tmp_path, "fastformer", 4.6e-4, 3, 22.0)
+    assert best_causal_lr(load_runs(tmp_path), "fastformer") == 4.6e-4
+
+
 def test_the_best_lr_wave_runs_each_row_at_the_lr_its_seed_1_chose(tmp_path):
     """configs/reproduce/reproduce.yaml's probes_causal waves: the decisive rows (softmax, both Fastformer forms) sweep
     the lr grid at seed 1, then (``lr: best``) one command per row runs seeds 2-3 at that row's chosen lr, a row with no

@@ -303,8 +303,11 @@ def causal_lr(r: Run) -> float:
 
 def best_causal_lr(runs: list[Run], row: str, point: tuple[int, int] | None = None) -> float | None:
     """Zoology's rule: the learning rate whose finished causal MQAR runs of ``row`` (at ``point``, or at the only point
-    run) have the highest mean validation accuracy over seeds; ties go to the smaller lr. None if none finished.
-    The table and scripts/reproduce.py's ``lr: best`` waves (seeds 2-3 at the lr seed 1 chose) both use it."""
+    run) have the highest mean validation accuracy over the seeds that every lr run has (seed 1 in the stage's
+    waves; all seeds where the lrs share none); ties go to the smaller lr. None if none finished. Comparing on the
+    shared seeds keeps the choice fixed once seeds 2-3 run at the chosen lr: their results do not move it to an lr
+    with fewer seeds. The table and scripts/reproduce.py's ``lr: best`` waves (seeds 2-3 at the lr seed 1 chose) both
+    use it, so a resumed stage runs the seeds it ran before."""
     done = [r for r in runs if r.status == "ok" and (r.get("data_info") or {}).get("causal") and r.get("row") == row
             and r.get("val.acc") is not None]
     points = {causal_point(r) for r in done}
@@ -313,7 +316,9 @@ def best_causal_lr(runs: list[Run], row: str, point: tuple[int, int] | None = No
     done = [r for r in done if point is None or causal_point(r) == point]
     if not done:
         return None
-    val = group(done, causal_lr, "val.acc")
+    seeds = [{r.get("seed") for r in done if causal_lr(r) == lr} for lr in {causal_lr(r) for r in done}]
+    shared = set.intersection(*seeds)
+    val = group([r for r in done if not shared or r.get("seed") in shared], causal_lr, "val.acc")
     return max(val, key=lambda lr: (val[lr].mean, -lr))
 
 
@@ -326,7 +331,8 @@ def _recorded(runs: list[Run], key: str, default: int) -> str:
 
 def _causal_section(runs: list[Run]) -> tuple[list[str], list[list]]:
     """Causal MQAR (``data_info.causal``; configs/sweep/probes_causal.yaml): per (L, pairs) point and row, the best of
-    the learning rates run (highest mean validation accuracy over seeds, as Zoology picks the best lr), its test
+    the learning rates run (highest mean validation accuracy over the seeds all lrs ran, as Zoology picks the best
+    lr: ``best_causal_lr``), its test
     accuracy mean ± std over seeds, how many of its runs reached 99% validation accuracy, the epochs they ran and their
     best validation epoch (the last one run: still improving when the budget ended)."""
     runs = [r for r in runs if (r.get("data_info") or {}).get("causal")]
@@ -351,7 +357,8 @@ def _causal_section(runs: list[Run]) -> tuple[list[str], list[list]]:
               f"no MLP, AdamW (weight decay {info.get('weight_decay')}), up to {_recorded(runs, 'max_epochs', 64)} "
               f"epochs (Zoology: 64), stopping at "
               f"{CAUSAL_TARGET:.0f}% validation accuracy. Per row and point the best learning rate of those run "
-              "(highest mean validation accuracy over seeds, Zoology's rule); test accuracy (%) of its runs, mean ± "
+              "(highest mean validation accuracy over the seeds every lr ran, i.e. seed 1, Zoology's rule); test "
+              "accuracy (%) of all its runs at that lr, mean ± "
               "std over seeds. `reached` = runs that hit the stop criterion; `best epoch` = the epoch of the best "
               "validation accuracy (mean over seeds; equal to `epochs`: still improving when the runs stopped); "
               "chance = 1/pairs among the in-context values. Deviations from Zoology: constant lr, head dim 16, batch "
