@@ -329,12 +329,18 @@ def _recorded(runs: list[Run], key: str, default: int) -> str:
     return "/".join(str(v) for v in vals)
 
 
+def _causal_cells(runs: list[Run]) -> list[tuple[tuple[int, int], str]]:
+    """The (point, row) cells of the causal table, in table order: points ascending, the fixed rows first."""
+    rows = CAUSAL_ROWS + sorted({r.get("row") for r in runs} - set(CAUSAL_ROWS))
+    return [(pt, row) for pt in sorted({causal_point(r) for r in runs}) for row in rows]
+
+
 def _causal_section(runs: list[Run]) -> tuple[list[str], list[list]]:
     """Causal MQAR (``data_info.causal``; configs/sweep/probes_causal.yaml): per (L, pairs) point and row, the best of
     the learning rates run (highest mean validation accuracy over the seeds all lrs ran, as Zoology picks the best
-    lr: ``best_causal_lr``), its test
-    accuracy mean ± std over seeds, how many of its runs reached 99% validation accuracy, the epochs they ran and their
-    best validation epoch (the last one run: still improving when the budget ended)."""
+    lr: ``best_causal_lr``), its test accuracy mean ± std over seeds, how many of its runs reached 99% validation
+    accuracy, the epochs they ran and their best validation epoch (the last one run: still improving when the budget
+    ended)."""
     runs = [r for r in runs if (r.get("data_info") or {}).get("causal")]
     lines = ["## Causal MQAR on Zoology's settings (`+sweep=probes_causal`)", ""]
     if not runs:
@@ -370,31 +376,30 @@ def _causal_section(runs: list[Run]) -> tuple[list[str], list[list]]:
     header = ["(L, pairs)", "Mixer", "test acc", "best lr", "val acc", "reached", "epochs", "best epoch", "lrs run",
               "params"]
     table, csv_rows, notes = [], [], []
-    for pt in sorted({point(r) for r in runs}):
-        for row in CAUSAL_ROWS + sorted({r.get("row") for r in runs} - set(CAUSAL_ROWS)):
-            lrs = sorted(lr for (L, P, v, lr) in test if (L, P) == pt and v == row)
-            done = [lr for lr in lrs if val.get((*pt, row, lr)) and val[(*pt, row, lr)].values]
-            if not lrs:
-                continue
-            if not done:
-                table.append([f"({pt[0]}, {pt[1]})", row, "failed", MISSING, MISSING, MISSING, MISSING, MISSING,
-                              str(len(lrs)), MISSING])
-                continue
-            best = best_causal_lr(runs, row, pt)
-            kb = (*pt, row, best)
-            reached = sum(v >= CAUSAL_TARGET for v in val[kb].values)
-            ep, be = epochs.get(kb), best_ep.get(kb)
-            table.append([f"({pt[0]}, {pt[1]})", row, test[kb].fmt(1), f"{best:g}", fmt_num(val[kb].mean, 1),
-                          f"{reached}/{val[kb].n}", fmt_num(ep.mean, 1) if ep and ep.values else MISSING,
-                          fmt_num(be.mean, 1) if be and be.values else MISSING,
-                          str(len(lrs)), fmt_num(params[kb].mean, 0) if kb in params else MISSING])
-            csv_rows.append([pt[0], pt[1], row, best, test[kb].mean, test[kb].std, test[kb].n, val[kb].mean, reached,
-                             ep.mean if ep and ep.values else "", params[kb].mean if kb in params else "", len(lrs),
-                             be.mean if be and be.values else ""])
-            if row == "transformer" and val[kb].mean < CAUSAL_TARGET:
-                notes.append(f"- **The control fails at (L, pairs) = {pt}**: softmax attention's best lr reaches "
-                             f"{val[kb].mean:.1f}% < {CAUSAL_TARGET:.0f}% validation accuracy, so this point decides "
-                             "nothing about the other rows yet.")
+    for pt, row in _causal_cells(runs):
+        lrs = sorted(lr for (L, P, v, lr) in test if (L, P) == pt and v == row)
+        done = [lr for lr in lrs if val.get((*pt, row, lr)) and val[(*pt, row, lr)].values]
+        if not lrs:
+            continue
+        if not done:
+            table.append([f"({pt[0]}, {pt[1]})", row, "failed", MISSING, MISSING, MISSING, MISSING, MISSING,
+                          str(len(lrs)), MISSING])
+            continue
+        best = best_causal_lr(runs, row, pt)
+        kb = (*pt, row, best)
+        reached = sum(v >= CAUSAL_TARGET for v in val[kb].values)
+        ep, be = epochs.get(kb), best_ep.get(kb)
+        table.append([f"({pt[0]}, {pt[1]})", row, test[kb].fmt(1), f"{best:g}", fmt_num(val[kb].mean, 1),
+                      f"{reached}/{val[kb].n}", fmt_num(ep.mean, 1) if ep and ep.values else MISSING,
+                      fmt_num(be.mean, 1) if be and be.values else MISSING,
+                      str(len(lrs)), fmt_num(params[kb].mean, 0) if kb in params else MISSING])
+        csv_rows.append([pt[0], pt[1], row, best, test[kb].mean, test[kb].std, test[kb].n, val[kb].mean, reached,
+                         ep.mean if ep and ep.values else "", params[kb].mean if kb in params else "", len(lrs),
+                         be.mean if be and be.values else ""])
+        if row == "transformer" and val[kb].mean < CAUSAL_TARGET:
+            notes.append(f"- **The control fails at (L, pairs) = {pt}**: softmax attention's best lr reaches "
+                         f"{val[kb].mean:.1f}% < {CAUSAL_TARGET:.0f}% validation accuracy, so this point decides "
+                         "nothing about the other rows yet.")
     lines += [md_table(header, table), ""] + notes + ([""] if notes else [])
     lines += _causal_lr_table(runs, val)
     return lines, csv_rows
@@ -405,12 +410,11 @@ def _causal_lr_table(runs: list[Run], val: dict) -> list[str]:
     that fails does so at every lr of Zoology's grid, or only at the ones tried so far."""
     lrs = sorted({causal_lr(r) for r in runs})
     rows = []
-    for pt in sorted({causal_point(r) for r in runs}):
-        for row in CAUSAL_ROWS + sorted({r.get("row") for r in runs} - set(CAUSAL_ROWS)):
-            cells = [val.get((*pt, row, lr)) for lr in lrs]
-            if any(c is not None for c in cells):
-                rows.append([f"({pt[0]}, {pt[1]})", row] + [f"{c.mean:.1f} (n={c.n})" if c is not None and c.values
-                                                            else MISSING for c in cells])
+    for pt, row in _causal_cells(runs):
+        cells = [val.get((*pt, row, lr)) for lr in lrs]
+        if any(c is not None for c in cells):
+            rows.append([f"({pt[0]}, {pt[1]})", row] + [f"{c.mean:.1f} (n={c.n})" if c is not None and c.values
+                                                        else MISSING for c in cells])
     return ["Validation accuracy (%) at every learning rate run (mean over seeds, n = seeds; '—' = not run yet):",
             "", md_table(["(L, pairs)", "Mixer"] + [f"lr {lr:g}" for lr in lrs], rows), ""]
 
