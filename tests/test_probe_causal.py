@@ -69,6 +69,28 @@ def test_stop_at_ends_training_and_the_causal_section(tmp_path):
     assert "The control fails at (L, pairs) = (64, 4)" in md  # 1 epoch of 128 sequences: far from 99%
     assert "| (64, 4) | transformer | " in md.split("at every learning rate run")[1]  # the per-lr table
     assert (tmp_path / "out" / "probes_causal.csv").exists()
+    # accuracy by the queried pair, measured from the run's checkpoint: its queries are the run's test queries
+    rec = json.loads((tmp_path / "runs/probe_causal/x/seed1/recall_by_pair.json").read_text())
+    assert sum(rec["pair_asked"]) == 4 * 64 and rec["pair_asked"] == rec["order_asked"] == [64] * 4
+    assert abs(rec["acc"] - m["test"]["acc"]) < 1e-6
+    assert "by the queried pair" in md and "| pair 1 | pair 2 | pair 3 | pair 4 | seeds |" in md
+
+
+def test_recall_by_pair_tallies_each_pair_and_query_order():
+    from fastformer.analysis.recall import tally_by_pair
+    from fastformer.data.probes import mqar_zoology_block
+
+    P = 4
+    ids, target = mqar_zoology_block(np.random.default_rng(0), 50, 64, n_pairs=P, vocab=64)
+    rows, pos = np.nonzero(target != IGNORE)
+    first_pair = ids[rows, pos] == ids[rows, 0]  # a model that answers only the pair whose key sits at position 0
+    t = tally_by_pair(ids, target, first_pair, P)
+    assert t["pair_asked"] == [50] * P and t["pair_correct"] == [50, 0, 0, 0]
+    assert t["order_asked"] == [50] * P and sum(t["order_correct"]) == 50
+    with pytest.raises(ValueError, match="outcomes for"):
+        tally_by_pair(ids, target, first_pair[:-1], P)
+    with pytest.raises(ValueError, match="not the mqar_zoology layout"):
+        tally_by_pair(ids[:, ::-1].copy(), target[:, ::-1].copy(), first_pair, P)
 
 
 def _causal_run(root: Path, row: str, lr: float, seed: int, val: float, L: int = 64) -> None:

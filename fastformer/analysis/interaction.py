@@ -126,28 +126,17 @@ def run_interaction(run_dir, n_seqs: int = 8, split: str = "test", max_tokens: i
     Data paths in the saved config resolve in the calling environment (``DATA_ROOT``; ``PROJECT_ROOT``, else this
     checkout). ``mean_J``: the mean J over the sequences of the most common length (``mean_J_n`` of them)."""
     import json
-    import os
     from collections import Counter
     from pathlib import Path
 
-    from omegaconf import OmegaConf
-
-    from fastformer.tasks import build_task
+    from fastformer.analysis.checkpoint import load_trained
     from fastformer.utils import atomic_write_text
 
     run_dir = Path(run_dir)
     cache = run_dir / "interaction.json"
     if cache.exists():
         return json.loads(cache.read_text())
-    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    if "PROJECT_ROOT" not in os.environ and OmegaConf.select(cfg, "paths.root_dir") is not None:
-        cfg.paths.root_dir = str(Path(__file__).resolve().parents[2])  # what scripts/*.py would set
-    task = build_task(cfg)
-    task.setup()
-    model = task.build_model()
-    model.load_state_dict(torch.load(run_dir / "checkpoints" / "best.pt", map_location="cpu",
-                                     weights_only=False)["model"])
-    model.eval()
+    cfg, task, model = load_trained(run_dir)
     seqs = [_sequence(task, split, i, max_tokens) for i in range(min(n_seqs, len(task.dataset(split))))]
     jm = [first_mixer_sensitivity(model, ids, mask) for ids, mask, _ in seqs]
     common = Counter(j.shape[0] for j in jm).most_common(1)[0][0]
