@@ -73,7 +73,7 @@ def test_stop_at_ends_training_and_the_causal_section(tmp_path):
     rec = json.loads((tmp_path / "runs/probe_causal/x/seed1/recall_by_pair.json").read_text())
     assert sum(rec["pair_asked"]) == 4 * 64 and rec["pair_asked"] == rec["order_asked"] == [64] * 4
     assert abs(rec["acc"] - m["test"]["acc"]) < 1e-6
-    assert "by the queried pair" in md and "| pair 1 | pair 2 | pair 3 | pair 4 | seeds |" in md
+    assert "by the queried pair" in md and "| seed | test acc | pair 1 | pair 2 | pair 3 | pair 4 |" in md
 
 
 def test_recall_by_pair_tallies_each_pair_and_query_order():

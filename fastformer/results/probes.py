@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from fastformer.results.common import MISSING, Cell, Run, fmt_num, group, load_runs, md_table, provenance, write_outputs
+from fastformer.results.common import MISSING, Run, fmt_num, group, load_runs, md_table, provenance, write_outputs
 from fastformer.results.rows import (
     CAUSAL_ROWS,
     PROBE_DATASETS as PROBES,
@@ -407,35 +407,36 @@ def _causal_section(runs: list[Run]) -> tuple[list[str], list[list]]:
 
 
 def _causal_pair_table(runs: list[Run]) -> list[str]:
-    """Test accuracy by the queried pair's place in the context (fastformer/analysis/recall.py) for every row's runs
-    at its chosen lr that kept a checkpoint or a cached recall_by_pair.json: content-based recall answers every pair
-    alike; reading a fixed position answers one pair and guesses the rest."""
+    """Test accuracy by the queried pair's place in the context (fastformer/analysis/recall.py), one line per run at
+    its row's chosen lr that kept a checkpoint or a cached recall_by_pair.json (per run, not averaged: seeds of one row
+    can learn different solutions). Content-based recall answers every pair alike; reading a fixed position answers
+    one pair and guesses the rest."""
     from fastformer.analysis.recall import CACHE, run_recall_by_pair
 
     table, unmeasured, n_pairs = [], [], 0
     for pt, row in _causal_cells(runs):
-        at_best = [r for r in runs if (*causal_point(r), r.get("row")) == (*pt, row)
-                   and causal_lr(r) == best_causal_lr(runs, row, pt) and r.status == "ok"]
-        have = [r for r in at_best if (r.path / CACHE).exists() or (r.path / "checkpoints" / "best.pt").exists()]
-        if not have:
-            unmeasured += [f"{row} at ({pt[0]}, {pt[1]})"] if at_best else []
-            continue
-        res = [run_recall_by_pair(r.path) for r in sorted(have, key=lambda r: int(r.get("seed") or 0))]
-        n_pairs = max(n_pairs, res[0]["n_pairs"])
-        by_pair = [Cell([x["acc_by_pair"][p] for x in res]).fmt(1) for p in range(res[0]["n_pairs"])]
-        seeds = ",".join(str(r.get("seed")) for r in sorted(have, key=lambda r: int(r.get("seed") or 0)))
-        table.append([f"({pt[0]}, {pt[1]})", row, Cell([x["acc"] for x in res]).fmt(1), *by_pair, seeds])
+        at_best = sorted((r for r in runs if (*causal_point(r), r.get("row")) == (*pt, row) and r.status == "ok"
+                          and causal_lr(r) == best_causal_lr(runs, row, pt)), key=lambda r: int(r.get("seed") or 0))
+        for r in at_best:
+            if not ((r.path / CACHE).exists() or (r.path / "checkpoints" / "best.pt").exists()):
+                unmeasured.append(f"{row} seed {r.get('seed')}")
+                continue
+            res = run_recall_by_pair(r.path)
+            n_pairs = max(n_pairs, res["n_pairs"])
+            table.append([f"({pt[0]}, {pt[1]})", row, str(r.get("seed")), fmt_num(res["acc"], 1),
+                          *(fmt_num(a, 1) for a in res["acc_by_pair"])])
     if not table:
         return []
-    header = ["(L, pairs)", "Mixer", "test acc", *(f"pair {p + 1}" for p in range(n_pairs)), "seeds"]
-    table = [t[:-1] + [MISSING] * (len(header) - len(t)) + t[-1:] for t in table]  # rows with fewer pairs
-    lines = ["Test accuracy (%) by the queried pair, at each row's chosen lr (fastformer/analysis/recall.py): Zoology "
-             "puts the pairs first at fixed positions (pair p: key at 2p - 2, value at 2p - 1), then queries each key "
-             "once. Recall by content answers every pair alike; a model that has learned to read a fixed position "
-             "answers one pair and is at or below chance on the rest. Runs that kept their checkpoint (mean ± std "
-             "over the seeds listed):", "", md_table(header, table), ""]
+    header = ["(L, pairs)", "Mixer", "seed", "test acc", *(f"pair {p + 1}" for p in range(n_pairs))]
+    table = [t + [MISSING] * (len(header) - len(t)) for t in table]  # rows of a point with fewer pairs
+    lines = ["Test accuracy (%) by the queried pair, per run at its row's chosen lr (fastformer/analysis/recall.py): "
+             "Zoology puts the pairs first at fixed positions (pair p: key at 2p - 2, value at 2p - 1), then queries "
+             "each key once. Recall by content answers every pair alike; a model that has learned to read a fixed "
+             "position answers one pair and is at or below chance on the rest. Per run, not averaged: seeds of one "
+             "row can learn different solutions.", "", md_table(header, table), ""]
     if unmeasured:
-        lines += [f"Not measured (runs without checkpoints/best.pt or {CACHE}): {', '.join(unmeasured)}.", ""]
+        lines += [f"Not measured (the run kept neither checkpoints/best.pt nor {CACHE}): {', '.join(unmeasured)}.",
+                  ""]
     return lines
 
 
