@@ -39,10 +39,12 @@ def tally_by_pair(ids: np.ndarray, target: np.ndarray, correct: np.ndarray, n_pa
     pair = match.argmax(1)
     order = np.concatenate([np.arange(n) for n in asked.sum(1)])  # k-th asked position of its row
     c = np.asarray(correct, dtype=np.int64)
-    count = lambda idx, w: np.bincount(idx, weights=w, minlength=n_pairs).astype(int).tolist()  # noqa: E731
-    ones = np.ones_like(c)
-    return {"pair_correct": count(pair, c), "pair_asked": count(pair, ones),
-            "order_correct": count(order, c), "order_asked": count(order, ones)}
+
+    def count(idx: np.ndarray, weight: np.ndarray) -> list[int]:
+        return np.bincount(idx, weights=weight, minlength=n_pairs).astype(int).tolist()
+
+    return {"pair_correct": count(pair, c), "pair_asked": count(pair, np.ones_like(c)),
+            "order_correct": count(order, c), "order_asked": count(order, np.ones_like(c))}
 
 
 def run_recall_by_pair(run_dir: str | os.PathLike, split: str = "test", batch_size: int = 256) -> dict:
@@ -71,10 +73,12 @@ def run_recall_by_pair(run_dir: str | os.PathLike, split: str = "test", batch_si
             correct = (model(ids, mask, at=at).argmax(-1) == target[at]).numpy()
             for k, v in tally_by_pair(ids.numpy(), target.numpy(), correct, n_pairs).items():
                 totals[k] = totals.get(k, 0) + np.asarray(v)
-    pct = lambda c, n: [round(100.0 * a / b, 2) if b else None for a, b in zip(c, n)]  # noqa: E731
+    def pct(kind: str) -> list[float | None]:
+        return [round(100.0 * a / n, 2) if n else None for a, n in zip(totals[f"{kind}_correct"],
+                                                                      totals[f"{kind}_asked"])]
+
     out = {"split": split, "n_pairs": n_pairs, "n_seqs": len(ds), **{k: v.tolist() for k, v in totals.items()},
            "acc": 100.0 * totals["pair_correct"].sum() / totals["pair_asked"].sum(),
-           "acc_by_pair": pct(totals["pair_correct"], totals["pair_asked"]),
-           "acc_by_order": pct(totals["order_correct"], totals["order_asked"])}
+           "acc_by_pair": pct("pair"), "acc_by_order": pct("order")}
     atomic_write_text(cache, json.dumps(out, indent=1) + "\n")
     return out
