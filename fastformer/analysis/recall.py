@@ -74,11 +74,11 @@ def run_recall_by_pair(run_dir: str | os.PathLike, split: str = "test", batch_si
             for k, v in tally_by_pair(ids.numpy(), target.numpy(), correct, n_pairs).items():
                 totals[k] = totals.get(k, 0) + np.asarray(v)
     def pct(kind: str) -> list[float | None]:
-        return [round(100.0 * a / n, 2) if n else None for a, n in zip(totals[f"{kind}_correct"],
-                                                                      totals[f"{kind}_asked"])]
+        return [round(100.0 * int(a) / int(n), 2) if n else None
+                for a, n in zip(totals[f"{kind}_correct"], totals[f"{kind}_asked"])]
 
     out = {"split": split, "n_pairs": n_pairs, "n_seqs": len(ds), **{k: v.tolist() for k, v in totals.items()},
-           "acc": 100.0 * totals["pair_correct"].sum() / totals["pair_asked"].sum(),
+           "acc": 100.0 * int(totals["pair_correct"].sum()) / int(totals["pair_asked"].sum()),
            "acc_by_pair": pct("pair"), "acc_by_order": pct("order")}
     atomic_write_text(cache, json.dumps(out, indent=1) + "\n")
     return out
