@@ -73,6 +73,7 @@ def run_recall_by_pair(run_dir: str | os.PathLike, split: str = "test", batch_si
             correct = (model(ids, mask, at=at).argmax(-1) == target[at]).numpy()
             for k, v in tally_by_pair(ids.numpy(), target.numpy(), correct, n_pairs).items():
                 totals[k] = totals.get(k, 0) + np.asarray(v)
+
     def pct(kind: str) -> list[float | None]:
         return [round(100.0 * int(a) / int(n), 2) if n else None
                 for a, n in zip(totals[f"{kind}_correct"], totals[f"{kind}_asked"])]

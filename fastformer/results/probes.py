@@ -406,6 +406,12 @@ def _causal_section(runs: list[Run]) -> tuple[list[str], list[list]]:
     return lines, csv_rows
 
 
+def _measurable(r: Run, cache: str) -> bool:
+    """Whether an analysis of trained run ``r`` can be shown: its cached result file ``cache`` is in the run dir, or
+    its checkpoints/best.pt to measure it from."""
+    return (r.path / cache).exists() or (r.path / "checkpoints" / "best.pt").exists()
+
+
 def _causal_pair_table(runs: list[Run]) -> list[str]:
     """Test accuracy by the queried pair's place in the context (fastformer/analysis/recall.py), one line per run at
     its row's chosen lr that kept a checkpoint or a cached recall_by_pair.json (per run, not averaged: seeds of one row
@@ -415,10 +421,11 @@ def _causal_pair_table(runs: list[Run]) -> list[str]:
 
     table, unmeasured, n_pairs = [], [], 0
     for pt, row in _causal_cells(runs):
+        best = best_causal_lr(runs, row, pt)
         at_best = sorted((r for r in runs if (*causal_point(r), r.get("row")) == (*pt, row) and r.status == "ok"
-                          and causal_lr(r) == best_causal_lr(runs, row, pt)), key=lambda r: int(r.get("seed") or 0))
+                          and causal_lr(r) == best), key=lambda r: int(r.get("seed") or 0))
         for r in at_best:
-            if not ((r.path / CACHE).exists() or (r.path / "checkpoints" / "best.pt").exists()):
+            if not _measurable(r, CACHE):
                 unmeasured.append(f"{row} seed {r.get('seed')}")
                 continue
             res = run_recall_by_pair(r.path)
@@ -460,7 +467,7 @@ def _interaction_section(runs: list[Run], out_dir: Path) -> list[str]:
     n_pairs, lowest seed), from its cached interaction.json (committed with the run outcomes) or, without one,
     measured from its checkpoint."""
     mq = [r for r in runs if r.status == "ok" and "@L" in _key(r)[0]
-          and ((r.path / "interaction.json").exists() or (r.path / "checkpoints" / "best.pt").exists())]
+          and _measurable(r, "interaction.json")]
     if not mq:
         return []
     from fastformer.analysis.interaction import run_interaction
@@ -516,7 +523,7 @@ def _imdb_interaction_section(runs_root: str | Path, out_dir: Path) -> list[str]
             if r.status == "ok" and r.get("dataset") == "imdb" and r.get("row") in ROWS]
     pick: dict[str, Run] = {}
     for r in sorted(runs, key=lambda r: int(r.get("seed") or 0)):
-        if (r.path / "interaction.json").exists() or (r.path / "checkpoints" / "best.pt").exists():
+        if _measurable(r, "interaction.json"):
             pick.setdefault(r.get("row"), r)
     if not pick:
         found = f" ({len(runs)} found, none with checkpoints/best.pt or interaction.json)" if runs else ""
