@@ -193,7 +193,7 @@ def _signature_args(fn) -> list[str]:
 def validate_config(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` (one line: the key, where it may come from, the valid keys) on the first unknown
     or mistyped key of a run config; returns None when the config is clean."""
-    from fastformer.mixers import MIXERS, mixer_kwargs
+    from fastformer.mixers import MIXERS, causal_mixers, mixer_kwargs
     from fastformer.models.encoder import Encoder
 
     _unknown("<root>", [k for k in cfg.keys()], TOP_LEVEL)
@@ -214,11 +214,12 @@ def validate_config(cfg: DictConfig) -> None:
     name = mixer.pop("name", None)
     if name not in MIXERS:
         raise ConfigError(f"model.mixer.name={name!r} is not a registered mixer; registered: {sorted(MIXERS)}")
+    if mixer.get("causal") and name not in causal_mixers():  # e.g. experiment=probe_causal/<a mixer without one>
+        raise ConfigError(f"model.mixer.causal=true but mixer {name!r} has no causal form; mixers with one: "
+                          f"{causal_mixers()}")
     _unknown("model.mixer", mixer, mixer_kwargs(name))
     dec = dict(c["model"].get("decoder_mixer") or {})
     if dec:
-        from fastformer.mixers import causal_mixers
-
         dname = dec.pop("name", None)
         if dname not in causal_mixers():
             raise ConfigError(f"model.decoder_mixer.name={dname!r} is not a mixer with a causal form; "

@@ -54,13 +54,38 @@ def test_typo_in_an_experiment_file_or_the_local_config_is_rejected(tmp_path, wh
     configs = tmp_path / "configs"
     shutil.copytree(ROOT / "configs", configs, ignore=shutil.ignore_patterns("local"))
     if where == "experiment":
-        f = configs / "experiment" / "imdb" / "fastformer.yaml"
+        f = configs / "experiment" / "imdb" / "longformer.yaml"
         f.write_text(f.read_text() + "trainer:\n  max_epoch: 5\n")
     else:
         (configs / "local").mkdir()
         (configs / "local" / "default.yaml").write_text("# @package _global_\ntrainer:\n  max_epoch: 5\n")
     with pytest.raises(ConfigError, match=r"unknown config key trainer\.max_epoch .*max_epochs"):
-        validate_config(_compose(["experiment=imdb/fastformer"], configs))
+        validate_config(_compose(["experiment=imdb/longformer"], configs))
+
+
+@pytest.mark.parametrize("mixer", ["bigbird", "linformer", "poolingformer"])
+def test_a_causal_cell_of_a_mixer_without_a_causal_form_names_the_ones_with_one(mixer):
+    """experiment=probe_causal/<mixer> exists for every mixer (fastformer/cells); the probe's base sets
+    model.mixer.causal=true, which a mixer without a causal form rejects in one line."""
+    with pytest.raises(ConfigError, match=rf"model\.mixer\.causal=true but mixer '{mixer}' has no causal form; "
+                                          r"mixers with one: \[.*'fastformer'.*'transformer'\]"):
+        validate_config(_compose([f"experiment=probe_causal/{mixer}"]))
+
+
+def test_a_cell_file_replaces_its_registered_cell(tmp_path):
+    """Giving a mixer-only cell (fastformer/cells) its own settings is adding its file: the cell is then no longer
+    registered, and the file composes; the other mixer-only cells stay registered."""
+    from fastformer.cells import mixer_only_cells
+
+    configs = tmp_path / "configs"
+    shutil.copytree(ROOT / "configs", configs, ignore=shutil.ignore_patterns("local"))
+    assert "imdb/fastformer" in mixer_only_cells(configs)
+    (configs / "experiment" / "imdb" / "fastformer.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - /experiment/imdb/base\n  - override /model/mixer: fastformer\n\n"
+        "row: my_fastformer\n")
+    assert "imdb/fastformer" not in mixer_only_cells(configs) and "imdb/performer" in mixer_only_cells(configs)
+    assert _compose(["experiment=imdb/performer"], configs).model.mixer.name == "performer"
+    assert _compose(["experiment=imdb/fastformer"]).experiment_name == "imdb/fastformer"
 
 
 def test_train_rejects_before_reading_data(compose_cfg, tmp_path):

@@ -10,12 +10,12 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from fastformer.cells import cells
 from fastformer.mixers import MIXERS, build_mixer
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
-EXPERIMENTS = sorted(str(p.relative_to(CONFIGS / "experiment").with_suffix(""))
-                     for p in (CONFIGS / "experiment").rglob("*.yaml") if p.stem != "base")
+EXPERIMENTS = cells()  # every experiment= name: the cell files and the mixer-only cells (fastformer/cells)
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
 
 

@@ -11,12 +11,14 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import fastformer.mixers  # noqa: F401  (registers every mixer)
+from fastformer.cells import cells
 from fastformer.data.probes import IGNORE, PAD, ProbeDataset, make_item, probe_info
 from fastformer.mixers import build_mixer
 from fastformer.tasks.probe import ProbeModel, probe_loss_and_correct
@@ -205,8 +207,8 @@ def test_pooling_baseline_options_match_reference(gate, broadcast):
 
 
 # ------------------------------------------------------------------------------------------- configs + tables
-CONFIGS = __import__("pathlib").Path(__file__).resolve().parents[1] / "configs"
-PROBE_EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment" / "probe").glob("*.yaml") if p.stem != "base")
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+PROBE_EXPERIMENTS = [c.split("/")[1] for c in cells() if c.startswith("probe/")]
 
 
 def _compose(overrides: list[str]):

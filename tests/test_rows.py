@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from fastformer.cells import cells, datasets, mixer_only_cells
+
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-EXPERIMENTS = sorted(str(p.relative_to(CONFIGS / "experiment").with_suffix("")) for p in
-                     (CONFIGS / "experiment").rglob("*.yaml"))
+EXPERIMENTS = sorted([*cells(), *(f"{d}/base" for d in datasets())])  # cell files, mixer-only cells, dataset bases
 ABLATIONS = sorted(p.stem for p in (CONFIGS / "ablation").glob("*.yaml"))  # applied over <dataset>/fastformer
 
 
@@ -25,10 +26,15 @@ def compose_experiment():
 def test_every_experiment_names_its_row(compose_experiment, name):
     """cfg.row (the row written to metrics.json) is the last component of the experiment's name; it is the mixer
     unless the file sets it (forms of one mixer, ablations, the PLM rows)."""
-    from fastformer.config_schema import validate_config
+    from fastformer.config_schema import ConfigError, validate_config
+    from fastformer.mixers import causal_mixers
 
     cfg = compose_experiment(name)
-    validate_config(cfg)  # every key of every experiment is in the schemas (fastformer/config_schema.py)
+    if cfg.model.mixer.get("causal") and cfg.model.mixer.name not in causal_mixers():
+        with pytest.raises(ConfigError, match="has no causal form"):  # probe_causal/<mixer without one>: one line
+            validate_config(cfg)
+    else:
+        validate_config(cfg)  # every key of every experiment is in the schemas (fastformer/config_schema.py)
     assert cfg.row == str(cfg.experiment_name).split("/")[-1], (name, cfg.row, cfg.experiment_name)
     assert cfg.row  # never empty
 
@@ -181,23 +187,39 @@ def _sets_nothing(path: Path) -> bool:
     return not body
 
 
-MIXER_ONLY = sorted(name for name in EXPERIMENTS if not name.endswith("/base")
-                    and _sets_nothing(CONFIGS / "experiment" / f"{name}.yaml"))
+MIXER_ONLY = mixer_only_cells()
 
 
-def test_mixer_only_cells_exist():
-    assert "imdb/fastformer" in MIXER_ONLY and "imdb/longformer" not in MIXER_ONLY and len(MIXER_ONLY) > 20
+def test_mixer_only_cells_exist_for_every_dataset_and_mixer():
+    """fastformer/cells registers ``<dataset>/<mixer>`` wherever no file of that name exists; with the files they
+    cover every dataset base x every mixer config."""
+    mixers = sorted(p.stem for p in (CONFIGS / "model" / "mixer").glob("*.yaml"))
+    assert "imdb/fastformer" in MIXER_ONLY and "imdb/longformer" not in MIXER_ONLY and len(MIXER_ONLY) > 30
+    assert {f"{d}/{m}" for d in datasets() for m in mixers} <= set(cells())
+    assert not any((CONFIGS / "experiment" / f"{name}.yaml").exists() for name in MIXER_ONLY)
+
+
+@pytest.mark.parametrize("name", sorted(p.relative_to(CONFIGS / "experiment").as_posix()
+                                        for p in (CONFIGS / "experiment").rglob("*.yaml") if p.stem != "base"))
+def test_no_cell_file_only_picks_the_mixer(name):
+    """A cell file states what the cell changes (Table 8's sizes, a row name); one that would only repeat its base
+    and mixer is not written: that cell is registered (configs state only differences)."""
+    assert not _sets_nothing(CONFIGS / "experiment" / name), f"configs/experiment/{name} only picks the mixer"
 
 
 @pytest.mark.parametrize("name", MIXER_ONLY)
 def test_a_mixer_only_cell_is_its_base_with_the_mixer(compose_experiment, name):
-    """configs/README.md: ``experiment=<dataset>/<mixer>`` of a file that only picks the mixer composes exactly what
-    ``experiment=<dataset>/base model/mixer=<mixer>`` does (the file is the cell's name, nothing more)."""
+    """configs/README.md: ``experiment=<dataset>/<mixer>`` without a file composes exactly what
+    ``experiment=<dataset>/base model/mixer=<mixer>`` does, and records the cell's name as the experiment."""
+    from hydra import compose
     from omegaconf import OmegaConf
 
-    cell = compose_experiment(name)
-    dataset = name.rsplit("/", 1)[0]
-    composed = compose_experiment(f"{dataset}/base", f"model/mixer={cell.model.mixer.name}")
+    cell = compose("train", overrides=[f"experiment={name}", "logger=none"], return_hydra_config=True)
+    dataset, mixer = name.rsplit("/", 1)
+    composed = compose_experiment(f"{dataset}/base", f"model/mixer={mixer}")
+    assert cell.hydra.runtime.choices.experiment == name and cell.model.mixer.name == mixer
+    OmegaConf.set_struct(cell, False)
+    del cell["hydra"]
     assert OmegaConf.to_container(cell, resolve=True) == OmegaConf.to_container(composed, resolve=True)
 
 

@@ -32,8 +32,7 @@ def run(compose_cfg, fixture_root, tmp_path, overrides, name="run"):
 
 @pytest.mark.parametrize("mixer", sorted(set(MIXERS) - {"pooling_baseline"}))
 def test_one_training_step_per_mixer(compose_cfg, fixture_root, tmp_path, mixer):
-    exp = f"imdb/{mixer}" if (ROOT / f"configs/experiment/imdb/{mixer}.yaml").exists() else "imdb/fastformer"
-    over = [f"experiment={exp}", f"model/mixer={mixer}", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
+    over = [f"experiment=imdb/{mixer}", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
             "data.max_eval=16"]
     m, run_dir = run(compose_cfg, fixture_root, tmp_path, over)
     assert m["mixer"] == mixer and m["params"] > 0 and 0 <= m["test"]["acc"] <= 100
