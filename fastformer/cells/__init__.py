@@ -14,6 +14,10 @@ makes its cells exist everywhere at once. ``configs/train.yaml`` puts this packa
 (``hydra.searchpath: [pkg://fastformer.cells]``): Hydra imports it while building the search path of every
 composition of ``train.yaml`` (``scripts/train.py``, its multirun workers, ``hydra.compose`` in tests and notebooks),
 which runs :func:`register` below. The package holds no config files of its own.
+
+Registration reads this checkout's ``configs/`` (beside the package). A config dir elsewhere (``--config-dir``, a
+copy) that holds a file under a registered name collides with the registered node (Hydra's automatic schema
+matching rejects it): there, add the cell's file to this checkout's ``configs/experiment/`` instead.
 """
 from __future__ import annotations
 
