@@ -186,3 +186,38 @@ def test_the_best_lr_wave_runs_each_row_at_the_lr_its_seed_1_chose(tmp_path):
                 parser.parse_overrides(args + list(master.hydra.overrides.task)), None) for j in b]
             lrs = {loader.load_sweep_config(master, list(j)).optimizer.lr for j in jobs}
             assert len(jobs) == 2 and len(lrs) == 1, (c, len(jobs), lrs)
+
+
+def test_the_causal_verdict_sorts_rows_by_their_seed_interval_against_chance(tmp_path):
+    """results/probes.md's causal verdict line: each row at its chosen lr, 95% t interval over seeds against the
+    chance 1/pairs; the control's 99% first, one-seed rows not judged."""
+    import statistics
+
+    from scipy.stats import t
+
+    from fastformer.results.common import load_runs
+    from fastformer.results.probes import _causal_section, seed_interval
+
+    vals = [52.6, 39.1, 39.0]
+    lo, hi = seed_interval(vals)
+    half = t.ppf(0.975, 2) * statistics.stdev(vals) / 3 ** 0.5
+    assert (lo, hi) == pytest.approx((statistics.fmean(vals) - half, statistics.fmean(vals) + half))
+    assert round(lo, 1) == 24.1 and seed_interval([30.0]) is None
+    for seed, (ctrl, ff, official, pool, lin) in enumerate(((99.9, 23.0, 52.6, 20.0, 30.1), (99.5, 24.5, 39.1, 19.0, 0),
+                                                            (99.6, 21.6, 39.0, 21.0, 0)), start=1):
+        _causal_run(tmp_path, "transformer", 2.2e-3, seed, ctrl)
+        _causal_run(tmp_path, "fastformer", 4.6e-4, seed, ff)
+        _causal_run(tmp_path, "fastformer_official", 2.2e-3, seed, official)
+        _causal_run(tmp_path, "pooling_baseline", 2.2e-3, seed, pool)
+        if lin:
+            _causal_run(tmp_path, "linear_transformer", 4.6e-4, seed, lin)
+    line = next(ln for ln in _causal_section(load_runs(tmp_path))[0] if ln.startswith("- (64, 4): "))
+    assert "the control solves it (3/3 runs)" in line and "solved (>= 99%): transformer;" in line
+    assert "not distinguishable from chance: fastformer 23.0 [" in line
+    assert "fastformer_official 43.6 [24.1, 63.0] (n=3)" in line
+    assert "below chance: pooling_baseline 20.0 [17.5, 22.5] (n=3)" in line
+    assert "above chance: none" in line and "one seed, not judged: linear_transformer 30.1" in line
+    for seed, ctrl in ((1, 99.9), (2, 50.0)):  # the control fails at this point: no verdict there
+        _causal_run(tmp_path / "fail", "transformer", 2.2e-3, seed, ctrl)
+        _causal_run(tmp_path / "fail", "fastformer", 2.2e-3, seed, 23.0 + seed)
+    assert not any(ln.startswith("- (64, 4): ") for ln in _causal_section(load_runs(tmp_path / "fail"))[0])

@@ -7,6 +7,8 @@ rows reach ``SOLVED`` accuracy at which lengths -- the text the README's "what t
 """
 from __future__ import annotations
 
+import math
+import statistics
 from collections import Counter
 from pathlib import Path
 
@@ -258,6 +260,7 @@ def build(runs_root: str | Path, out_dir: str | Path, preset: str) -> Path:
     return out.with_suffix(".md")
 
 
+ZOOLOGY_POINTS = [(64, 4), (128, 8), (256, 16)]  # Zoology's (sequence length, pairs) of its MQAR figure
 CAUSAL_TARGET = 99.0  # Zoology's stop criterion and the control's bar
 LENGTH_AXIS = (64, 128, 256)  # configs/sweep/probes_length.yaml: data.seq_len
 
@@ -373,9 +376,17 @@ def _causal_section(runs: list[Run]) -> tuple[list[str], list[list]]:
               "attention: 0.1), the output head only at query positions (same loss), filler never id 0 (our "
               "padding).",
               f"Zoology's published attention: {ZOOLOGY_ATTENTION}.", ""]
+    ran = sorted({point(r) for r in runs})
+    not_run = [pt for pt in ZOOLOGY_POINTS if pt not in ran]
+    if not_run:
+        lines += [f"Points run: {', '.join(map(str, ran))}; not run: {', '.join(map(str, not_run))}. Every point is "
+                  "in configs/sweep/probes_causal.yaml (5 rows x 4 lrs x 3 seeds, up to 64 epochs: ~1,200 h upper "
+                  "bound on 2 CPU cores, a GPU job); a 2-core CPU reaches (64, 4) only, at 16 epochs: per epoch "
+                  "(128, 8) costs 2-5x and (256, 16) 4-10x as much, and the rows that cannot recall never stop "
+                  "early (scripts/bench_probe_causal.py, measured in the sweep file).", ""]
     header = ["(L, pairs)", "Mixer", "test acc", "best lr", "val acc", "reached", "epochs", "best epoch", "lrs run",
               "params"]
-    table, csv_rows, notes = [], [], []
+    table, csv_rows, notes, chosen = [], [], [], {}
     for pt, row in _causal_cells(runs):
         lrs = sorted(lr for (L, P, v, lr) in test if (L, P) == pt and v == row)
         done = [lr for lr in lrs if val.get((*pt, row, lr)) and val[(*pt, row, lr)].values]
@@ -387,6 +398,7 @@ def _causal_section(runs: list[Run]) -> tuple[list[str], list[list]]:
             continue
         best = best_causal_lr(runs, row, pt)
         kb = (*pt, row, best)
+        chosen.setdefault(pt, {})[row] = test[kb]
         reached = sum(v >= CAUSAL_TARGET for v in val[kb].values)
         ep, be = epochs.get(kb), best_ep.get(kb)
         table.append([f"({pt[0]}, {pt[1]})", row, test[kb].fmt(1), f"{best:g}", fmt_num(val[kb].mean, 1),
@@ -401,9 +413,53 @@ def _causal_section(runs: list[Run]) -> tuple[list[str], list[list]]:
                          f"{val[kb].mean:.1f}% < {CAUSAL_TARGET:.0f}% validation accuracy, so this point decides "
                          "nothing about the other rows yet.")
     lines += [md_table(header, table), ""] + notes + ([""] if notes else [])
+    lines += _causal_verdicts(chosen)
     lines += _causal_lr_table(runs, val)
     lines += _causal_pair_table(runs)
     return lines, csv_rows
+
+
+def seed_interval(values: list[float], level: float = 0.95) -> tuple[float, float] | None:
+    """The t interval of a mean over seeds (Student's t, n - 1 degrees of freedom); None below two seeds."""
+    from scipy.stats import t
+
+    n = len(values)
+    if n < 2:
+        return None
+    m, sd = statistics.fmean(values), statistics.stdev(values)
+    half = float(t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
+    return m - half, m + half
+
+
+def _causal_verdicts(chosen: dict[tuple[int, int], dict]) -> list[str]:
+    """Per (L, pairs) point, each row's test accuracy at its chosen lr against the in-context chance 1/pairs: the
+    95% t interval of its mean over seeds (the seed spread; a test set of 3,000 sequences x pairs queries adds
+    ~0.4 points of item noise per run, already inside it), sorted into solved, above, at and below chance."""
+    lines = []
+    for (L, P), cells in sorted(chosen.items()):
+        chance, ctrl = 100 / P, cells.get("transformer")
+        if not ctrl or not ctrl.values or ctrl.mean < CAUSAL_TARGET:
+            continue  # the control's note above says this point decides nothing
+        groups: dict[str, list[str]] = {"solved": [], "above": [], "at": [], "below": [], "one seed": []}
+        for row, c in cells.items():
+            ci = seed_interval(c.values)
+            if c.mean >= CAUSAL_TARGET:
+                groups["solved"].append(row)
+            elif ci is None:
+                groups["one seed"].append(f"{row} {c.mean:.1f}")
+            else:
+                g = "above" if ci[0] > chance else "below" if ci[1] < chance else "at"
+                groups[g].append(f"{row} {c.mean:.1f} [{ci[0]:.1f}, {ci[1]:.1f}] (n={c.n})")
+        parts = [f"solved (>= {CAUSAL_TARGET:.0f}%): {', '.join(groups['solved']) or 'none'}",
+                 f"above chance: {', '.join(groups['above']) or 'none'}",
+                 f"not distinguishable from chance: {', '.join(groups['at']) or 'none'}",
+                 f"below chance: {', '.join(groups['below']) or 'none'}"]
+        if groups["one seed"]:
+            parts.append(f"one seed, not judged: {', '.join(groups['one seed'])}")
+        lines.append(f"- ({L}, {P}): the control solves it ({sum(v >= CAUSAL_TARGET for v in ctrl.values)}/{ctrl.n} "
+                     f"runs); against the chance {chance:.0f}% (test accuracy, 95% t interval over seeds): "
+                     + "; ".join(parts) + ".")
+    return lines + [""] if lines else []
 
 
 def _measurable(r: Run, cache: str) -> bool:
