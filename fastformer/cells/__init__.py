@@ -8,9 +8,9 @@ dataset base and every mixer config that has no cell file::
 
     experiment=imdb/fastformer   ==   experiment=imdb/base model/mixer=fastformer
 
-A file of the same name always wins (files come before the ConfigStore on Hydra's search path), so giving a cell
-its own settings is adding ``configs/experiment/<dataset>/<mixer>.yaml``; adding a mixer config (or a dataset base)
-makes its cells exist everywhere at once. ``configs/train.yaml`` puts this package on the search path
+A name that has a file is not registered (the file is that cell), so giving a cell its own settings is adding
+``configs/experiment/<dataset>/<mixer>.yaml``; adding a mixer config (or a dataset base) makes its cells exist
+everywhere at once. ``configs/train.yaml`` puts this package on the search path
 (``hydra.searchpath: [pkg://fastformer.cells]``): Hydra imports it while building the search path of every
 composition of ``train.yaml`` (``scripts/train.py``, its multirun workers, ``hydra.compose`` in tests and notebooks),
 which runs :func:`register` below. The package holds no config files of its own.
