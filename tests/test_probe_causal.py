@@ -196,7 +196,8 @@ def test_the_causal_verdict_sorts_rows_by_their_seed_interval_against_chance(tmp
     from scipy.stats import t
 
     from fastformer.results.common import load_runs
-    from fastformer.results.probes import _causal_section, seed_interval
+    from fastformer.results.probes import _causal_section
+    from fastformer.results.stats import seed_interval
 
     vals = [52.6, 39.1, 39.0]
     lo, hi = seed_interval(vals)

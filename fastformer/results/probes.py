@@ -7,8 +7,6 @@ rows reach ``SOLVED`` accuracy at which lengths -- the text the README's "what t
 """
 from __future__ import annotations
 
-import math
-import statistics
 from collections import Counter
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from fastformer.results.rows import (
     PROBE_ROWS as ROWS,
     ZOOLOGY_ATTENTION,
 )
+from fastformer.results.stats import seed_interval
 
 SOLVED = 90.0  # accuracy (%) counted as "solves the probe"
 
@@ -398,7 +397,7 @@ def _causal_section(runs: list[Run]) -> tuple[list[str], list[list]]:
             continue
         best = best_causal_lr(runs, row, pt)
         kb = (*pt, row, best)
-        chosen.setdefault(pt, {})[row] = test[kb]
+        chosen.setdefault(pt, {})[row] = (test[kb], val[kb])
         reached = sum(v >= CAUSAL_TARGET for v in val[kb].values)
         ep, be = epochs.get(kb), best_ep.get(kb)
         table.append([f"({pt[0]}, {pt[1]})", row, test[kb].fmt(1), f"{best:g}", fmt_num(val[kb].mean, 1),
@@ -419,29 +418,19 @@ def _causal_section(runs: list[Run]) -> tuple[list[str], list[list]]:
     return lines, csv_rows
 
 
-def seed_interval(values: list[float], level: float = 0.95) -> tuple[float, float] | None:
-    """The t interval of a mean over seeds (Student's t, n - 1 degrees of freedom); None below two seeds."""
-    from scipy.stats import t
-
-    n = len(values)
-    if n < 2:
-        return None
-    m, sd = statistics.fmean(values), statistics.stdev(values)
-    half = float(t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
-    return m - half, m + half
-
-
 def _causal_verdicts(chosen: dict[tuple[int, int], dict]) -> list[str]:
-    """Per (L, pairs) point, each row's test accuracy at its chosen lr against the in-context chance 1/pairs: the
-    95% t interval of its mean over seeds (the seed spread; a test set of 3,000 sequences x pairs queries adds
-    ~0.4 points of item noise per run, already inside it), sorted into solved, above, at and below chance."""
+    """Per (L, pairs) point (``chosen``: point -> row -> (test, validation) cells at the row's chosen lr), each row's
+    test accuracy against the in-context chance 1/pairs: the 95% t interval of its mean over seeds (the seed spread;
+    a test set of 3,000 sequences x pairs queries adds ~0.4 points of item noise per run, already inside it), sorted
+    into solved, above, at and below chance. Only where the control solves the point, by the table's criterion: its
+    validation accuracy reaches the target."""
     lines = []
     for (L, P), cells in sorted(chosen.items()):
-        chance, ctrl = 100 / P, cells.get("transformer")
+        chance, (_, ctrl) = 100 / P, cells.get("transformer", (None, None))
         if not ctrl or not ctrl.values or ctrl.mean < CAUSAL_TARGET:
             continue  # the control's note above says this point decides nothing
         groups: dict[str, list[str]] = {"solved": [], "above": [], "at": [], "below": [], "one seed": []}
-        for row, c in cells.items():
+        for row, (c, _) in cells.items():
             ci = seed_interval(c.values)
             if c.mean >= CAUSAL_TARGET:
                 groups["solved"].append(row)

@@ -1,4 +1,4 @@
-"""Intervals for differences between table rows.
+"""Intervals for differences between table rows (and, :func:`seed_interval`, for one row's mean over seeds).
 
 A row's number is a mean over seeds of a test accuracy, so a difference between two rows is uncertain for two reasons:
 which seeds were drawn (training noise) and which test items were drawn (a 5,000-item test set gives one accuracy a
@@ -99,6 +99,19 @@ def row_delta(items: dict, a: Hashable, b: Hashable, level: float = 0.95) -> Del
     if not xa or not xb or len({len(v) for v in xa + xb}) != 1:
         return None
     return paired_bootstrap_delta(xa, xb, level=level)
+
+
+def seed_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float] | None:
+    """The t interval of a mean over seeds (Student's t, n - 1 degrees of freedom), for a row judged against a fixed
+    value (e.g. chance) rather than another row; None below two seeds."""
+    from scipy.stats import t
+
+    n = len(values)
+    if n < 2:
+        return None
+    m, sd = float(np.mean(values)), float(np.std(values, ddof=1))
+    half = float(t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
+    return m - half, m + half
 
 
 def bonferroni_level(m: int, alpha: float = 0.05) -> float:
